@@ -1,0 +1,127 @@
+"""Command line: ``python -m soften STAGE ...`` (fetch, noise, train, evaluate, tables).
+
+Each stage can take its settings from the config file (``--config``) or, as
+Snakemake does, as a resolved JSON spec (``--spec``), so both routes run the
+very same settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from soften.config import ConfigError, load_config, resolve_eval, resolve_run
+
+
+def _spec(args, resolver):
+    if args.spec:
+        return json.loads(args.spec)
+    if not args.config:
+        raise ConfigError("give either --spec JSON or --config FILE")
+    return resolver(load_config(args.config))
+
+
+def cmd_fetch(args):
+    from soften.data import fetch_dataset
+
+    cfg = load_config(args.config)
+    if args.dataset not in cfg["datasets"]:
+        raise ConfigError(f"dataset {args.dataset!r} has no entry under 'datasets' in {args.config}")
+    entry = cfg["datasets"][args.dataset]
+    options = {**entry.get("options", {}), "val_size": entry["val_size"], "val_seed": entry["val_seed"]}
+    meta = fetch_dataset(entry["source"], options, args.out)
+    print(json.dumps({k: meta[k] for k in ("dataset", "splits", "sha256")}))
+
+
+def cmd_noise(args):
+    from soften.stages import make_noise
+
+    print(json.dumps(make_noise(args.dataset_npz, args.noise, args.seed, args.out)))
+
+
+def cmd_train(args):
+    from soften.training.loop import train
+
+    spec = _spec(args, lambda cfg: resolve_run(cfg, args.dataset, args.noise, args.arch, args.method, args.seed))
+    train(spec, args.out, stop_after_epoch=args.stop_after_epoch)
+
+
+def cmd_evaluate(args):
+    from soften.evaluation import evaluate_checkpoint
+
+    spec = _spec(args, lambda cfg: resolve_eval(cfg, args.dataset, args.attack))
+    evaluate_checkpoint(args.checkpoint, args.dataset_npz, spec, args.out)
+
+
+def cmd_tables(args):
+    from soften.tables import make_tables
+
+    order = args.methods.split(",") if args.methods else None
+    attacks = args.attacks.split(",") if args.attacks else None
+    md = make_tables(args.inputs, args.out_dir, method_order=order, attack_order=attacks)
+    print(md)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m soften", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="stage", required=True)
+
+    s = sub.add_parser("fetch", help="materialise a dataset as one npz + JSON sidecar")
+    s.add_argument("--config", required=True)
+    s.add_argument("--dataset", required=True)
+    s.add_argument("--out", required=True, help="output .npz path")
+    s.set_defaults(func=cmd_fetch)
+
+    s = sub.add_parser("noise", help="inject label noise into the training labels")
+    s.add_argument("--dataset-npz", required=True)
+    s.add_argument("--noise", required=True, help="'none' or KIND-RATE, e.g. symmetric-0.4")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_noise)
+
+    s = sub.add_parser("train", help="train (or resume) one run")
+    s.add_argument("--spec", help="resolved run spec as JSON (what Snakemake passes)")
+    s.add_argument("--config")
+    for name in ("dataset", "noise", "arch", "method"):
+        s.add_argument(f"--{name}")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", required=True, help="run directory")
+    s.add_argument("--stop-after-epoch", type=int, default=None, help="stop after this epoch's checkpoint")
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("evaluate", help="evaluate one checkpoint under one attack")
+    s.add_argument("--checkpoint", required=True)
+    s.add_argument("--dataset-npz", required=True)
+    s.add_argument("--spec")
+    s.add_argument("--config")
+    s.add_argument("--dataset")
+    s.add_argument("--attack")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("tables", help="gather evaluation JSON into tables")
+    s.add_argument("inputs", nargs="+", help="evaluation JSON files or directories to search")
+    s.add_argument("--out-dir", required=True)
+    s.add_argument("--methods", help="comma-separated row order")
+    s.add_argument("--attacks", help="comma-separated column order")
+    s.set_defaults(func=cmd_tables)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        args.func(args)
+    except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as err:
+        print(f"soften {args.stage}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,9 @@
+"""Attacks. Contract for every attack here: inputs are images in [0, 1]
+(normalisation lives inside the model), outputs stay in [0, 1] and within the
+L-inf eps-ball of the input. Attacks never change the model's train/eval mode:
+callers choose it explicitly with :func:`model_mode`.
+"""
+
+from soften.attacks.pgd import LOSSES, ce_loss, model_mode, pgd
+
+__all__ = ["LOSSES", "ce_loss", "model_mode", "pgd"]

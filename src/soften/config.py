@@ -1,0 +1,187 @@
+"""Configuration: schema validation, defaults, and per-run resolution.
+
+Snakemake validates the config with ``snakemake.utils.validate`` against the
+same schema file (``workflow/schemas/config.schema.yaml`` links here); the CLI
+uses :func:`load_config`, so a run launched by DVC or by hand sees exactly the
+settings a Snakemake job would.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from soften.noise import parse_noise_name
+
+#: Training defaults; each can be overridden globally (``training:``) or per dataset.
+TRAINING_DEFAULTS: dict[str, Any] = {
+    "epochs": 200,             # Rice et al. 2020 / SGLR §4: 200 epochs, piecewise decay
+    "batch_size": 128,         # SGLR §4, ADR §5.1
+    "lr": 0.1,                 # SGLR §4, ADR §5.1
+    "momentum": 0.9,
+    "weight_decay": 5e-4,      # SGLR §4, ADR §5.1
+    "nesterov": False,
+    "lr_milestones": [100, 150],  # Rice et al. piecewise schedule: /10 at 50% and 75%
+    "lr_gamma": 0.1,
+    "attack_bn_mode": "train",  # reference code (Rice et al., TRADES) attacks in train mode
+    "amp": "auto",             # bf16 autocast on CUDA, off on CPU
+    "val_attack_steps": 10,    # PGD steps for per-epoch val/test monitoring
+    "test_subset": 1000,       # test examples monitored per epoch (None = all)
+    "eval_batch_size": 256,
+    "nan_check_every": 20,     # batches between non-finite-loss checks (a GPU sync)
+}
+
+
+class ConfigError(ValueError):
+    """A configuration problem, reported with the offending key."""
+
+
+def schema() -> dict[str, Any]:
+    text = importlib.resources.files("soften").joinpath("schemas/config.schema.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def _extend_with_defaults(validator_class):
+    validate_props = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for prop, sub in properties.items():
+                if "default" in sub and prop not in instance:
+                    instance[prop] = copy.deepcopy(sub["default"])
+        yield from validate_props(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+def validate_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Validate (filling schema defaults in place) and cross-check references."""
+    validator = _extend_with_defaults(jsonschema.Draft202012Validator)(schema())
+    errors = sorted(validator.iter_errors(cfg), key=lambda e: list(e.absolute_path))
+    if errors:
+        e = errors[0]
+        where = "/".join(map(str, e.absolute_path)) or "<top level>"
+        raise ConfigError(f"invalid config at '{where}': {e.message}")
+    check_references(cfg)
+    return cfg
+
+
+def check_references(cfg: dict[str, Any]) -> None:
+    """Checks a JSON schema cannot express: names that must exist elsewhere."""
+    from soften.data.sources import BUILDERS
+    from soften.training.methods import parse_method
+
+    exp = cfg["experiment"]
+    for name in exp["datasets"]:
+        if name not in cfg["datasets"]:
+            raise ConfigError(f"invalid config at 'experiment/datasets': dataset {name!r} has no entry under 'datasets'")
+    for name, entry in cfg["datasets"].items():
+        if entry["source"] not in BUILDERS:
+            raise ConfigError(f"invalid config at 'datasets/{name}/source': unknown source {entry['source']!r}; known: {sorted(BUILDERS)}")
+    for noise in exp["noise"]:
+        kind, rate = parse_noise_name(noise)
+        if not 0 <= rate < 1:
+            raise ConfigError(f"invalid config at 'experiment/noise': rate of {noise!r} must be in [0, 1)")
+    for method in exp["methods"]:
+        try:
+            parse_method(method)
+        except ValueError as err:
+            raise ConfigError(f"invalid config at 'experiment/methods': {err}") from None
+    from soften.evaluation.attacks import ATTACK_KINDS
+
+    for name, attack in cfg["evaluation"]["attacks"].items():
+        if attack["kind"] not in ATTACK_KINDS:
+            raise ConfigError(f"invalid config at 'evaluation/attacks/{name}/kind': unknown kind {attack['kind']!r}; known: {sorted(ATTACK_KINDS)}")
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file {path} does not exist")
+    cfg = yaml.safe_load(path.read_text()) or {}
+    if overrides:
+        cfg = deep_merge(cfg, overrides)
+    return validate_config(cfg)
+
+
+def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+# ---------------------------------------------------------------- paths
+
+def dataset_path(cfg: dict[str, Any], dataset: str) -> str:
+    return f"{cfg['resources_dir']}/datasets/{dataset}.npz"
+
+
+def noise_path(cfg: dict[str, Any], dataset: str, noise: str) -> str:
+    return f"{cfg['resources_dir']}/noise/{dataset}/{noise}.npz"
+
+
+def run_dir(cfg: dict[str, Any], dataset: str, noise: str, arch: str, method: str, seed: int | str) -> str:
+    return f"{cfg['results_dir']}/{dataset}/{noise}/{arch}/{method}/seed{seed}"
+
+
+def resolve_device(name: str) -> str:
+    if name == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def resolve_run(cfg: dict[str, Any], dataset: str, noise: str, arch: str, method: str, seed: int) -> dict[str, Any]:
+    """Everything one training run needs, as a JSON-serialisable dict.
+
+    Snakemake passes it as a rule parameter, so a change to any setting that
+    affects a run re-runs exactly that run.
+    """
+    from soften.training.methods import method_params
+
+    if dataset not in cfg["datasets"]:
+        raise ConfigError(f"dataset {dataset!r} has no entry under 'datasets'")
+    entry = cfg["datasets"][dataset]
+    training = {**TRAINING_DEFAULTS, **cfg.get("training", {}), **entry.get("training", {})}
+    return {
+        "dataset": dataset,
+        "noise": noise,
+        "arch": arch,
+        "method": method,
+        "seed": int(seed),
+        "dataset_npz": dataset_path(cfg, dataset),
+        "noise_npz": noise_path(cfg, dataset, noise),
+        "device": cfg["device"],
+        "threads": cfg["threads"],
+        "training": training,
+        "threat": dict(entry["threat"]),
+        "augment": dict(entry["augment"]),
+        "method_params": method_params(method, cfg.get("methods", {})),
+    }
+
+
+def resolve_eval(cfg: dict[str, Any], dataset: str, attack: str) -> dict[str, Any]:
+    """Settings of one evaluation attack, with the dataset's threat model filled in."""
+    ev = cfg["evaluation"]
+    if attack not in ev["attacks"]:
+        raise ConfigError(f"attack {attack!r} has no entry under 'evaluation/attacks'")
+    threat = cfg["datasets"][dataset]["threat"]
+    params = {"eps": threat["eps"], **ev["attacks"][attack]}
+    return {
+        "attack": attack,
+        "params": params,
+        "batch_size": ev["batch_size"],
+        "n_examples": ev["n_examples"],
+        "device": cfg["device"],
+        "threads": cfg["threads"],
+    }

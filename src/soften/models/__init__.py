@@ -1,0 +1,33 @@
+"""Model zoo. Every model takes [0, 1] inputs; normalisation is a buffer inside it."""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from soften.models.cnn import SmallCNN
+from soften.models.normalize import Normalized
+from soften.models.resnet import preact_resnet18, resnet18, resnet34, resnet50, wide_resnet34_10
+
+ARCHS: dict[str, Callable[..., nn.Module]] = {
+    "cnn": SmallCNN,
+    "preactresnet18": preact_resnet18,
+    "resnet18": resnet18,
+    "resnet34": resnet34,
+    "resnet50": resnet50,
+    "wrn34-10": wide_resnet34_10,
+}
+
+
+def build_model(
+    arch: str, *, num_classes: int, in_channels: int, mean: Sequence[float], std: Sequence[float]
+) -> Normalized:
+    if arch not in ARCHS:
+        raise ValueError(f"unknown architecture {arch!r}; known: {sorted(ARCHS)}")
+    net = ARCHS[arch](num_classes=num_classes, in_channels=in_channels)
+    return Normalized(net, mean, std)
+
+
+__all__ = ["ARCHS", "build_model", "Normalized"]

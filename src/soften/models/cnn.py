@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from torch import nn
+
+
+class SmallCNN(nn.Module):
+    """A small CNN for 8x8 digits and quick CPU experiments (any input size).
+
+    Two conv blocks with BatchNorm (so the BN-mode choices of adversarial
+    training matter here as they do for ResNets), global average pooling, and
+    a linear head.
+    """
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, width: int = 16):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, padding=1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(width, 2 * width, 3, padding=1, bias=False),
+            nn.BatchNorm2d(2 * width),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            nn.Conv2d(2 * width, 2 * width, 3, padding=1, bias=False),
+            nn.BatchNorm2d(2 * width),
+            nn.ReLU(inplace=True),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+        )
+        self.head = nn.Linear(2 * width, num_classes)
+
+    def forward(self, x):
+        return self.head(self.features(x))

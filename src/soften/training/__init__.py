@@ -1,0 +1,1 @@
+"""Training: methods (objective + label refiner + extras), the loop, checkpoints."""

@@ -1,0 +1,230 @@
+"""The train stage: one run = (dataset, noise, architecture, method, seed).
+
+Per epoch the loop appends a row to ``history.csv``, saves ``last.pt`` (model,
+optimizer, scheduler, RNG state, epoch, history, best-so-far), and refreshes
+``best.pt`` when validation robust accuracy improves. ``final.pt`` is written
+at the end. Restarting the same command resumes from ``last.pt``; on CPU the
+result is bit-identical to an uninterrupted run, because every random draw
+comes from either a per-epoch generator seeded by (seed, epoch) or the global
+torch RNG, whose state is checkpointed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from soften.attacks import model_mode, pgd
+from soften.config import resolve_device
+from soften.data import DeviceData, augment_batch, load_dataset_npz
+from soften.io import load_torch, save_json, save_text, save_torch
+from soften.models import build_model
+from soften.training.checkpoint import model_checkpoint, rng_state, set_rng_state
+from soften.training.methods import parse_method
+
+log = logging.getLogger("soften.train")
+
+HISTORY_COLUMNS = [
+    "epoch", "lr", "train_loss", "train_batch_acc", "train_clean_acc", "train_robust_acc",
+    "val_clean_acc", "val_robust_acc", "test_clean_acc", "test_robust_acc", "grad_norm", "seconds",
+]
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+def autocast_context(device: torch.device, amp: str):
+    """bf16 autocast on CUDA for training ('auto' or 'bf16'); fp16 on request; off on CPU."""
+    if device.type != "cuda" or amp == "off":
+        return contextlib.nullcontext()
+    dtype = torch.float16 if amp == "fp16" else torch.bfloat16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+@torch.no_grad()
+def _accuracy(model, x, y):
+    return (model(x).argmax(1) == y).sum().item()
+
+
+def evaluate_split(model, data: DeviceData, *, eps, alpha, steps, batch_size) -> tuple[float, float]:
+    """Clean and PGD robust accuracy in eval mode and fp32 (monitoring only)."""
+    if len(data) == 0:
+        return float("nan"), float("nan")
+    clean = robust = 0
+    with model_mode(model, train=False):
+        for x, y in data.batches(batch_size):
+            clean += _accuracy(model, x, y)
+            if steps > 0:
+                x_adv = pgd(model, x, y, eps=eps, alpha=alpha, steps=steps)
+                robust += _accuracy(model, x_adv, y)
+    n = len(data)
+    return clean / n, (robust / n if steps > 0 else float("nan"))
+
+
+def history_csv(history: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    return buf.getvalue()
+
+
+def _grad_norm(model) -> torch.Tensor:
+    norms = [p.grad.detach().float().norm() for p in model.parameters() if p.grad is not None]
+    return torch.linalg.vector_norm(torch.stack(norms)) if norms else torch.zeros(())
+
+
+def load_run_data(spec: dict[str, Any], device: torch.device):
+    arrays = load_dataset_npz(spec["dataset_npz"])
+    with np.load(spec["noise_npz"], allow_pickle=False) as f:
+        y_train = f["y_train_noisy"]
+    if len(y_train) != len(arrays["y_train"]):
+        raise ValueError(f"{spec['noise_npz']} has {len(y_train)} labels but {spec['dataset_npz']} has {len(arrays['y_train'])} training images")
+    train = DeviceData.from_numpy(arrays["x_train"], y_train, device)
+    val = DeviceData.from_numpy(arrays["x_val"], arrays["y_val"], device)
+    test = DeviceData.from_numpy(arrays["x_test"], arrays["y_test"], device)
+    return arrays, train, val, test
+
+
+def train(spec: dict[str, Any], out_dir: str | Path, *, stop_after_epoch: int | None = None, progress: bool | None = None) -> list[dict[str, Any]]:
+    """Run (or resume) one training run described by ``spec`` into ``out_dir``.
+
+    ``stop_after_epoch`` ends the call after that epoch's checkpoint, as a kill
+    would (used by tests and by schedulers with wall-time limits).
+    Returns the history rows.
+    """
+    method = parse_method(spec["method"])
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    device = torch.device(resolve_device(spec["device"]))
+    if device.type == "cpu":
+        torch.set_num_threads(int(spec.get("threads", 1)))
+    tr = spec["training"]
+    threat = spec["threat"]
+
+    arrays, train_data, val_data, test_data = load_run_data(spec, device)
+    test_monitor = test_data.head(tr["test_subset"])
+    train_monitor = DeviceData(train_data.images, train_data.labels).head(tr["test_subset"] or len(val_data) or 1000)
+    num_classes = len(arrays["class_names"])
+    in_channels = int(arrays["x_train"].shape[-1])
+    model_args = {"arch": spec["arch"], "num_classes": num_classes, "in_channels": in_channels}
+
+    torch.manual_seed(spec["seed"])
+    model = build_model(spec["arch"], num_classes=num_classes, in_channels=in_channels,
+                        mean=arrays["mean"].tolist(), std=arrays["std"].tolist()).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=tr["lr"], momentum=tr["momentum"],
+                                weight_decay=tr["weight_decay"], nesterov=tr["nesterov"])
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=tr["lr_milestones"], gamma=tr["lr_gamma"])
+
+    history: list[dict[str, Any]] = []
+    best = {"epoch": 0, "val_robust_acc": -1.0, "model": None}
+    start_epoch = 1
+    last_path = out / "last.pt"
+    if last_path.exists():
+        state = load_torch(last_path)
+        if state.get("spec") != spec:
+            log.warning("%s was written for different settings; starting this run afresh", last_path)
+        else:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            set_rng_state(state["rng"])
+            history, best = state["history"], state["best"]
+            start_epoch = state["epoch"] + 1
+            log.info("resuming %s from epoch %d", out, start_epoch)
+            if not (out / "best.pt").exists() and best["model"] is not None:
+                save_torch(model_checkpoint(best["model"], spec=spec, model_args=model_args, epoch=best["epoch"],
+                                            metrics={"val_score": best["val_robust_acc"]}), out / "best.pt")
+
+    adversarial = method.objective != "standard"
+    attack_train_mode = tr["attack_bn_mode"] == "train"
+    show = sys.stderr.isatty() if progress is None else progress
+    n = len(train_data)
+    batch_size = tr["batch_size"]
+    for epoch in range(start_epoch, tr["epochs"] + 1):
+        t0 = time.time()
+        gen = torch.Generator().manual_seed(spec["seed"] * 1_000_003 + epoch)
+        order = torch.randperm(n, generator=gen).to(device)
+        model.train()
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        grad_sq = torch.zeros((), device=device)
+        steps = math.ceil(n / batch_size)
+        bar = tqdm(range(steps), desc=f"epoch {epoch}/{tr['epochs']}", leave=False, disable=not show)
+        for step in bar:
+            index = order[step * batch_size:(step + 1) * batch_size]
+            x, y = train_data.batch(index)
+            x = augment_batch(x, crop_padding=spec["augment"]["crop_padding"], flip=spec["augment"]["flip"], generator=gen)
+            with autocast_context(device, tr["amp"]):
+                if adversarial:
+                    with model_mode(model, train=attack_train_mode):
+                        x_in = pgd(model, x, y, eps=threat["eps"], alpha=threat["alpha"], steps=threat["steps"])
+                else:
+                    x_in = x
+                logits = model(x_in)
+                loss = F.cross_entropy(logits.float(), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_sq += _grad_norm(model).square()
+            optimizer.step()
+            loss_sum += loss.detach() * len(index)
+            correct += (logits.argmax(1) == y).sum()
+            if (step + 1) % tr["nan_check_every"] == 0 or step + 1 == steps:
+                if not torch.isfinite(loss_sum):
+                    raise NonFiniteLossError(
+                        f"non-finite training loss in epoch {epoch} by batch {step + 1} of run {out}; "
+                        f"last.pt still holds epoch {epoch - 1}. Lower the learning rate or check the data."
+                    )
+        bar.close()
+        lr = optimizer.param_groups[0]["lr"]
+        scheduler.step()
+
+        mon = dict(eps=threat["eps"], alpha=threat["alpha"], steps=tr["val_attack_steps"], batch_size=tr["eval_batch_size"])
+        val_clean, val_robust = evaluate_split(model, val_data, **mon)
+        test_clean, test_robust = evaluate_split(model, test_monitor, **mon)
+        train_clean, train_robust = evaluate_split(model, train_monitor, **mon)
+        row = {
+            "epoch": epoch, "lr": lr,
+            "train_loss": loss_sum.item() / n, "train_batch_acc": correct.item() / n,
+            "train_clean_acc": train_clean, "train_robust_acc": train_robust,
+            "val_clean_acc": val_clean, "val_robust_acc": val_robust,
+            "test_clean_acc": test_clean, "test_robust_acc": test_robust,
+            "grad_norm": math.sqrt(grad_sq.item() / steps), "seconds": round(time.time() - t0, 3),
+        }
+        history.append(row)
+        # Selection metric: val robust accuracy for adversarial methods, clean otherwise.
+        score = val_robust if adversarial and not math.isnan(val_robust) else val_clean
+        improved = score > best["val_robust_acc"]
+        if improved:
+            best = {"epoch": epoch, "val_robust_acc": score,
+                    "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+        save_torch({
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "rng": rng_state(), "epoch": epoch, "history": history, "best": best, "spec": spec,
+        }, last_path)
+        save_text(history_csv(history), out / "history.csv")
+        if improved:
+            save_torch(model_checkpoint(best["model"], spec=spec, model_args=model_args, epoch=epoch,
+                                        metrics={"val_score": score}), out / "best.pt")
+        log.info("epoch %d: loss %.4f val clean %.4f robust %.4f (%.1fs)", epoch, row["train_loss"], val_clean, val_robust, row["seconds"])
+        if stop_after_epoch is not None and epoch >= stop_after_epoch and epoch < tr["epochs"]:
+            return history
+
+    save_torch(model_checkpoint(model.state_dict(), spec=spec, model_args=model_args, epoch=tr["epochs"],
+                                metrics=history[-1] if history else {}), out / "final.pt")
+    save_json({"best_epoch": best["epoch"], "best_val_score": best["val_robust_acc"],
+               "final": history[-1] if history else {}}, out / "train_summary.json")
+    return history

@@ -1,0 +1,20 @@
+# tables: tidy CSV + paper-style Markdown/CSV/LaTeX tables from every evaluation.
+
+
+rule tables:
+    input:
+        all_evaluations(),
+    output:
+        md=f"{RESULTS}/tables/main.md",
+        csv=f"{RESULTS}/tables/main.csv",
+        tex=f"{RESULTS}/tables/main.tex",
+        runs=f"{RESULTS}/tables/runs.csv",
+    params:
+        methods=",".join(EXP["methods"]),
+        attacks=",".join(config["evaluation"]["attacks"]),
+        out_dir=f"{RESULTS}/tables",
+    log:
+        f"{RESULTS}/logs/tables.log",
+    shell:
+        "python -m soften tables {input:q} --out-dir {params.out_dir:q} "
+        "--methods {params.methods:q} --attacks {params.attacks:q} > {log:q} 2>&1"

@@ -1,0 +1,23 @@
+# train: one job per (dataset, noise, arch, method, seed). A killed job re-run
+# with the same command resumes from last.pt (kept out of the declared outputs
+# so Snakemake never deletes it).
+
+
+rule train:
+    input:
+        npz=rules.fetch.output.npz,
+        noise=rules.noise.output.npz,
+    output:
+        best=f"{RESULTS}/{{dataset}}/{{noise}}/{{arch}}/{{method}}/seed{{seed}}/best.pt",
+        final=f"{RESULTS}/{{dataset}}/{{noise}}/{{arch}}/{{method}}/seed{{seed}}/final.pt",
+        history=f"{RESULTS}/{{dataset}}/{{noise}}/{{arch}}/{{method}}/seed{{seed}}/history.csv",
+    params:
+        spec=run_spec,
+        out=lambda wc, output: str(Path(output.final).parent),
+    threads: config["threads"]
+    resources:
+        gpu=GPU_JOBS,
+    log:
+        f"{RESULTS}/logs/train/{{dataset}}/{{noise}}/{{arch}}/{{method}}/seed{{seed}}.log",
+    shell:
+        "python -m soften train --spec {params.spec:q} --out {params.out:q} > {log:q} 2>&1"
