@@ -26,10 +26,15 @@ def _spec(args, resolver):
 def cmd_fetch(args):
     from soften.data import fetch_dataset
 
-    cfg = load_config(args.config)
-    if args.dataset not in cfg["datasets"]:
-        raise ConfigError(f"dataset {args.dataset!r} has no entry under 'datasets' in {args.config}")
-    entry = cfg["datasets"][args.dataset]
+    if args.entry:
+        entry = json.loads(args.entry)
+    elif args.config:
+        cfg = load_config(args.config)
+        if args.dataset not in cfg["datasets"]:
+            raise ConfigError(f"dataset {args.dataset!r} has no entry under 'datasets' in {args.config}")
+        entry = cfg["datasets"][args.dataset]
+    else:
+        raise ConfigError("give either --entry JSON or --config FILE")
     options = {**entry.get("options", {}), "val_size": entry["val_size"], "val_seed": entry["val_seed"]}
     meta = fetch_dataset(entry["source"], options, args.out)
     print(json.dumps({k: meta[k] for k in ("dataset", "splits", "sha256")}))
@@ -70,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="stage", required=True)
 
     s = sub.add_parser("fetch", help="materialise a dataset as one npz + JSON sidecar")
-    s.add_argument("--config", required=True)
+    s.add_argument("--config", help="config file (the dataset's entry is read from it)")
+    s.add_argument("--entry", help="the dataset's validated config entry as JSON (what Snakemake passes)")
     s.add_argument("--dataset", required=True)
     s.add_argument("--out", required=True, help="output .npz path")
     s.set_defaults(func=cmd_fetch)

@@ -76,14 +76,14 @@ def render_markdown(table: pd.DataFrame) -> str:
     for (dataset, noise, arch), block in table.groupby(level=["dataset", "noise", "arch"], sort=False):
         parts.append(f"### {dataset} · noise {noise} · {arch}\n")
         body = block.reset_index(level=["dataset", "noise", "arch"], drop=True)
-        parts.append(tabulate(body, headers="keys", tablefmt="github", stralign="right") + "\n")
+        parts.append(tabulate(body, headers="keys", tablefmt="github", stralign="right", disable_numparse=True) + "\n")
     parts.append("Accuracy (%) on the test split, mean ± std over seeds. Best = checkpoint with the highest "
                  "validation robust accuracy; Final = last epoch; Diff = Best − Final.\n")
     return "\n".join(parts)
 
 
 def render_latex(table: pd.DataFrame) -> str:
-    return tabulate(table.reset_index(), headers="keys", tablefmt="latex_booktabs", showindex=False) + "\n"
+    return tabulate(table.reset_index(), headers="keys", tablefmt="latex_booktabs", showindex=False, disable_numparse=True) + "\n"
 
 
 def make_tables(inputs: Iterable[str | Path], out_dir: str | Path, *, method_order=None, attack_order=None) -> str:

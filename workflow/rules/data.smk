@@ -6,12 +6,15 @@ rule fetch:
         npz=f"{RESOURCES}/datasets/{{dataset}}.npz",
         meta=f"{RESOURCES}/datasets/{{dataset}}.json",
     params:
-        # Re-fetch when the dataset's entry changes (source, split sizes, options).
+        # The validated entry (schema defaults filled); a change re-fetches.
         entry=lambda wc: json.dumps(config["datasets"][wc.dataset], sort_keys=True),
+    # Ignored unless run with --sdm conda; the default route is the project venv.
+    conda:
+        "../../environment.yml"
     log:
         f"{RESULTS}/logs/fetch/{{dataset}}.log",
     shell:
-        "python -m soften fetch --config {workflow.configfiles[0]:q} --dataset {wildcards.dataset} "
+        "python -m soften fetch --entry {params.entry:q} --dataset {wildcards.dataset} "
         "--out {output.npz:q} > {log:q} 2>&1"
 
 
@@ -23,6 +26,9 @@ rule noise:
         meta=f"{RESOURCES}/noise/{{dataset}}/{{noise}}.json",
     params:
         seed=config["noise_seed"],
+    # Ignored unless run with --sdm conda; the default route is the project venv.
+    conda:
+        "../../environment.yml"
     log:
         f"{RESULTS}/logs/noise/{{dataset}}/{{noise}}.log",
     shell:

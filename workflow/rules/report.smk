@@ -12,7 +12,10 @@ rule tables:
     params:
         methods=",".join(EXP["methods"]),
         attacks=",".join(config["evaluation"]["attacks"]),
-        out_dir=f"{RESULTS}/tables",
+        out_dir=lambda wc, output: str(Path(output.md).parent),
+    # Ignored unless run with --sdm conda; the default route is the project venv.
+    conda:
+        "../../environment.yml"
     log:
         f"{RESULTS}/logs/tables.log",
     shell:

@@ -17,6 +17,9 @@ rule train:
     threads: config["threads"]
     resources:
         gpu=GPU_JOBS,
+    # Ignored unless run with --sdm conda; the default route is the project venv.
+    conda:
+        "../../environment.yml"
     log:
         f"{RESULTS}/logs/train/{{dataset}}/{{noise}}/{{arch}}/{{method}}/seed{{seed}}.log",
     shell:

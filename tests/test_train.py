@@ -1,0 +1,101 @@
+import csv
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from soften.io import load_torch
+from soften.training.loop import HISTORY_COLUMNS, NonFiniteLossError, train
+
+
+def weights(path):
+    return load_torch(path)["model"]
+
+
+def assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_history_checkpoints_and_best_selected_on_validation(tiny_spec, tmp_path):
+    spec = tiny_spec()
+    history = train(spec, tmp_path / "run", progress=False)
+    run = tmp_path / "run"
+    rows = list(csv.DictReader((run / "history.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"]
+    assert list(rows[0]) == HISTORY_COLUMNS
+    assert float(rows[1]["lr"]) == pytest.approx(0.1) and float(rows[2]["lr"]) == pytest.approx(0.01)
+    for name in ("last.pt", "best.pt", "final.pt"):
+        torch.load(run / name, weights_only=True)  # loads without unpickling code
+    best = load_torch(run / "best.pt")
+    val = [h["val_robust_acc"] for h in history]
+    assert best["epoch"] == 1 + val.index(max(val))
+    assert best["spec"] == spec
+    assert not list(run.glob(".*tmp"))  # atomic writes leave no temporaries
+
+
+def test_resume_after_interruption_is_bit_identical(tiny_spec, tmp_path):
+    spec = tiny_spec()
+    train(spec, tmp_path / "straight", progress=False)
+    partial = train(spec, tmp_path / "resumed", stop_after_epoch=1, progress=False)
+    assert len(partial) == 1 and not (tmp_path / "resumed" / "final.pt").exists()
+    history = train(spec, tmp_path / "resumed", progress=False)
+    assert len(history) == 3
+    assert_same_weights(weights(tmp_path / "straight" / "final.pt"), weights(tmp_path / "resumed" / "final.pt"))
+    assert_same_weights(weights(tmp_path / "straight" / "best.pt"), weights(tmp_path / "resumed" / "best.pt"))
+    straight = load_torch(tmp_path / "straight" / "last.pt")["history"]
+    for a, b in zip(straight, history):
+        assert {k: v for k, v in a.items() if k != "seconds"} == {k: v for k, v in b.items() if k != "seconds"}
+
+
+def test_changed_settings_do_not_resume_from_a_stale_checkpoint(tiny_spec, tmp_path):
+    train(tiny_spec(), tmp_path / "run", stop_after_epoch=1, progress=False)
+    history = train(tiny_spec(lr=0.05), tmp_path / "run", progress=False)
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+
+
+@pytest.mark.slow
+def test_killed_process_resumes_to_the_same_weights(tiny_spec, tmp_path, subprocess_env):
+    spec = tiny_spec(epochs=4, lr_milestones=[3])
+    train(spec, tmp_path / "straight", progress=False)
+    cmd = [sys.executable, "-m", "soften", "train", "--spec", json.dumps(spec), "--out", str(tmp_path / "killed")]
+    proc = subprocess.Popen(cmd, env=subprocess_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    history = tmp_path / "killed" / "history.csv"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if history.exists() and len(history.read_text().splitlines()) >= 3:  # header + 2 epochs
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "training finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "killed" / "final.pt").exists()
+    subprocess.run(cmd, env=subprocess_env, check=True, capture_output=True)
+    assert_same_weights(weights(tmp_path / "straight" / "final.pt"), weights(tmp_path / "killed" / "final.pt"))
+
+
+def test_non_finite_loss_stops_with_a_clear_error_and_keeps_last_good_epoch(tiny_spec, tmp_path):
+    spec = tiny_spec(epochs=3, lr_milestones=[3], nan_check_every=1)
+    train(spec, tmp_path / "run", stop_after_epoch=1, progress=False)
+    # Same run, but poison the data of epoch 2 by making the learning rate explode.
+    state = load_torch(tmp_path / "run" / "last.pt")
+    spec_bad = dict(spec, training=dict(spec["training"], lr=1e30))
+    state["spec"] = spec_bad
+    for group in state["optimizer"]["param_groups"]:
+        group["lr"] = 1e30
+    torch.save(state, tmp_path / "run" / "last.pt")
+    with pytest.raises(NonFiniteLossError, match="non-finite training loss in epoch 2"):
+        train(spec_bad, tmp_path / "run", progress=False)
+    assert load_torch(tmp_path / "run" / "last.pt")["epoch"] == 1
+    assert not (tmp_path / "run" / "final.pt").exists()
+
+
+def test_standard_training_needs_no_attack(tiny_spec, tmp_path):
+    history = train(tiny_spec("standard", epochs=3, lr_milestones=[5]), tmp_path / "run", progress=False)
+    assert history[1]["train_loss"] < history[0]["train_loss"]
+    assert history[2]["val_clean_acc"] > 0.3  # chance is 0.1
