@@ -40,3 +40,21 @@ def test_table_means_stds_and_best_minus_final(tmp_path):
 def test_no_results_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="no evaluation results"):
         make_tables([tmp_path], tmp_path)
+
+
+def test_published_numbers_are_printed_beside_ours(tmp_path):
+    for ckpt, correct in (("best", 100), ("final", 90)):
+        for attack in ("natural", "pgd20"):
+            d = tmp_path / "cifar10" / "none" / "resnet18" / "pgd-at+sglr" / "seed0" / "eval"
+            d.mkdir(parents=True, exist_ok=True)
+            (d / f"{ckpt}-{attack}.json").write_text(json.dumps({
+                "dataset": "cifar10", "noise": "none", "arch": "resnet18", "method": "pgd-at+sglr", "seed": 0,
+                "checkpoint": ckpt, "checkpoint_epoch": 1, "attack": attack, "n": 200, "correct": correct,
+                "accuracy": correct / 200, "seconds": 1.0}))
+    md = make_tables([tmp_path], tmp_path / "tables", attack_order=["natural", "pgd20"])
+    paper = md.split("*Published numbers*")[1]
+    row = next(l for l in paper.splitlines() if "pgd-at+sglr" in l)
+    # SGLR Table 2, CIFAR-10 ResNet-18, PGD-AT+SGLR: natural 82.9/83.0/-0.1, PGD-20 56.4/55.9/0.5.
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[:7] == ["pgd-at+sglr", "82.90", "83.00", "-0.10", "56.40", "55.90", "0.50"]
+    assert "SGLR (CVPR 2024) Table 2" in cells[7]

@@ -8,11 +8,13 @@ as mean ± std over seeds (sample std, ddof=1; '±' omitted for a single seed).
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 from pathlib import Path
 from typing import Iterable
 
 import pandas as pd
+import yaml
 from tabulate import tabulate
 
 from soften.io import save_text
@@ -71,12 +73,43 @@ def summary(df: pd.DataFrame, method_order: list[str] | None = None, attack_orde
     return table
 
 
+def paper_numbers() -> dict:
+    text = importlib.resources.files("soften").joinpath("reference/paper_numbers.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def published(dataset: str, noise: str, arch: str, columns: list[str]) -> pd.DataFrame:
+    """The papers' numbers for one setting, in the columns of our table ('n/a' where not reported)."""
+    ref = paper_numbers()
+    rows = []
+    for r in ref["rows"]:
+        if (r["dataset"], r["noise"], r["arch"]) != (dataset, noise, arch):
+            continue
+        row = {"method": r["method"]}
+        for col in columns:
+            attack, _, part = col.rpartition(" ")
+            values = r.get(attack)
+            row[col] = f"{values[('Best', 'Final', 'Diff').index(part)]:.2f}" if values and part in ("Best", "Final", "Diff") else "n/a"
+        row["source"] = ref["sources"][r["source"]]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def render_markdown(table: pd.DataFrame) -> str:
     parts = []
     for (dataset, noise, arch), block in table.groupby(level=["dataset", "noise", "arch"], sort=False):
         parts.append(f"### {dataset} · noise {noise} · {arch}\n")
         body = block.reset_index(level=["dataset", "noise", "arch"], drop=True)
         parts.append(tabulate(body, headers="keys", tablefmt="github", stralign="right", disable_numparse=True) + "\n")
+        columns = [c for c in body.columns if c != "seeds"]
+        paper = published(dataset, noise, arch, columns)
+        if paper.empty:
+            parts.append("*Published numbers:* none for this setting (the papers report CIFAR-10/100 "
+                         "and TinyImageNet-200 at eps = 8/255).\n")
+        else:
+            parts.append("*Published numbers* (as printed in the papers; our runs above):\n")
+            parts.append(tabulate(paper, headers="keys", tablefmt="github", stralign="right",
+                                  disable_numparse=True, showindex=False) + "\n")
     parts.append("Accuracy (%) on the test split, mean ± std over seeds. Best = checkpoint with the highest "
                  "validation robust accuracy; Final = last epoch; Diff = Best − Final.\n")
     return "\n".join(parts)
