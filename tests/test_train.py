@@ -53,6 +53,19 @@ def test_resume_after_interruption_is_bit_identical(tiny_spec, tmp_path):
         assert {k: v for k, v in a.items() if k != "seconds"} == {k: v for k, v in b.items() if k != "seconds"}
 
 
+def test_rerunning_a_finished_run_restores_deleted_outputs_without_training(tiny_spec, tmp_path):
+    spec = tiny_spec()
+    train(spec, tmp_path / "run", progress=False)
+    expected = weights(tmp_path / "run" / "final.pt")
+    for name in ("best.pt", "final.pt", "history.csv"):  # what Snakemake removes before a re-run
+        (tmp_path / "run" / name).unlink()
+    history = train(spec, tmp_path / "run", progress=False)
+    assert len(history) == 3
+    assert (tmp_path / "run" / "history.csv").read_text().count("\n") == 4
+    assert (tmp_path / "run" / "best.pt").exists()
+    assert_same_weights(weights(tmp_path / "run" / "final.pt"), expected)
+
+
 def test_changed_settings_do_not_resume_from_a_stale_checkpoint(tiny_spec, tmp_path):
     train(tiny_spec(), tmp_path / "run", stop_after_epoch=1, progress=False)
     history = train(tiny_spec(lr=0.05), tmp_path / "run", progress=False)

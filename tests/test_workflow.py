@@ -45,6 +45,9 @@ def test_pipeline_end_to_end_then_nothing_to_do(repo, default_config, tmp_path, 
     assert (run / "history.csv").read_text().count("\n") == 3
     assert (tmp_path / "results" / "logs" / "train" / "digits" / "none" / "cnn" / "pgd-at" / "seed0.log").exists()
 
+    figure = tmp_path / "results" / "figures" / "curves-digits-symmetric-0.4-cnn.png"
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
     second = snakemake(repo, tmp_path, cfg, subprocess_env)
     assert second.returncode == 0
     assert "Nothing to be done" in second.stdout + second.stderr

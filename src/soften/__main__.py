@@ -1,4 +1,4 @@
-"""Command line: ``python -m soften STAGE ...`` (fetch, noise, train, evaluate, tables).
+"""Command line: ``python -m soften STAGE ...`` (fetch, noise, train, evaluate, tables, plots).
 
 Each stage can take its settings from the config file (``--config``) or, as
 Snakemake does, as a resolved JSON spec (``--spec``), so both routes run the
@@ -69,6 +69,14 @@ def cmd_tables(args):
     print(md)
 
 
+def cmd_plots(args):
+    from soften.plots import collect_histories, plot_curves
+
+    order = args.methods.split(",") if args.methods else None
+    for path in plot_curves(collect_histories(args.inputs), args.out_dir, order):
+        print(path)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m soften", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true")
@@ -114,6 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--methods", help="comma-separated row order")
     s.add_argument("--attacks", help="comma-separated column order")
     s.set_defaults(func=cmd_tables)
+    s = sub.add_parser("plots", help="learning-curve figures from history.csv files")
+    s.add_argument("inputs", nargs="+", help="history.csv files or directories to search")
+    s.add_argument("--out-dir", required=True)
+    s.add_argument("--methods", help="comma-separated legend order")
+    s.set_defaults(func=cmd_plots)
     return p
 
 

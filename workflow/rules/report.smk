@@ -21,3 +21,30 @@ rule tables:
     shell:
         "python -m soften tables {input:q} --out-dir {params.out_dir:q} "
         "--methods {params.methods:q} --attacks {params.attacks:q} > {log:q} 2>&1"
+
+
+def curve_figures():
+    return [
+        f"{RESULTS}/figures/curves-{d}-{n}-{a}.png"
+        for d in EXP["datasets"]
+        for n in EXP["noise"]
+        for a in EXP["archs"]
+    ]
+
+
+rule plots:
+    input:
+        [f"{run}/history.csv" for run in run_dirs()],
+    output:
+        curve_figures(),
+    params:
+        methods=",".join(EXP["methods"]),
+        out_dir=lambda wc, output: str(Path(output[0]).parent),
+    # Ignored unless run with --sdm conda; the default route is the project venv.
+    conda:
+        "../../environment.yml"
+    log:
+        f"{RESULTS}/logs/plots.log",
+    shell:
+        "python -m soften plots {input:q} --out-dir {params.out_dir:q} "
+        "--methods {params.methods:q} > {log:q} 2>&1"

@@ -145,6 +145,8 @@ def train(spec: dict[str, Any], out_dir: str | Path, *, stop_after_epoch: int | 
             history, best = state["history"], state["best"]
             start_epoch = state["epoch"] + 1
             log.info("resuming %s from epoch %d", out, start_epoch)
+            # Snakemake deletes declared outputs before re-running a job: restore them.
+            save_text(history_csv(history), out / "history.csv")
             if not (out / "best.pt").exists() and best["model"] is not None:
                 save_torch(model_checkpoint(best["model"], spec=spec, model_args=model_args, epoch=best["epoch"],
                                             metrics={"val_score": best["val_robust_acc"]}), out / "best.pt")
