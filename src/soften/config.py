@@ -213,7 +213,7 @@ def resolve_run(cfg: dict[str, Any], dataset: str, noise: str, arch: str, method
         "threat": dict(entry["threat"]),
         "augment": dict(entry["augment"]),
         "method_params": params,
-        "teachers": teachers,
+        **({"teachers": teachers} if teachers else {}),
     }
 
 

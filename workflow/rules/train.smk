@@ -6,7 +6,7 @@
 
 def teacher_checkpoints(wc):
     spec = sc.resolve_run(config, wc.dataset, wc.noise, wc.arch, wc.method, int(wc.seed))
-    return [t["checkpoint"] for t in spec["teachers"]]
+    return [t["checkpoint"] for t in spec.get("teachers", [])]
 
 
 rule train:
