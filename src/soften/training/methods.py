@@ -5,7 +5,8 @@ A method name is ``OBJECTIVE[+REFINER][+EXTRA...]``, e.g. ``pgd-at``,
 perturbed and the loss formed (soften.training.objectives); the refiner turns
 the (possibly noisy) hard label into the training target (soften.labels);
 extras act in weight space (soften.training.extras). ``kd-at`` and
-``kd-swa`` are names for ``pgd-at+kd-at`` and ``pgd-at+kd-swa+swa``.
+``kd-swa`` are names for ``pgd-at+kd-at`` and ``pgd-at+kd-swa+swa`` (and
+may take further extras: ``kd-at+wa``).
 See docs/methods.md for the equations and where every default comes from.
 """
 
@@ -107,8 +108,9 @@ class MethodSpec:
 
 
 def parse_method(name: str) -> MethodSpec:
-    parts = ALIASES.get(name, name).split("+")
-    objective, rest = parts[0], parts[1:]
+    first, *rest = name.split("+")
+    objective, *implied = ALIASES.get(first, first).split("+")
+    rest = [*implied, *rest]
     if objective not in OBJECTIVES:
         raise ValueError(f"unknown method {name!r}: objective {objective!r} is not one of {OBJECTIVES} (or a name in {sorted(ALIASES)})")
     refiner, extras = "hard", []
