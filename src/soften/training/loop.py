@@ -102,6 +102,32 @@ def _grad_norm(model) -> torch.Tensor:
     return torch.linalg.vector_norm(torch.stack(norms)) if norms else torch.zeros(())
 
 
+def train_step(batch: Batch, *, objective, refiner, extras, optimizer, autocast) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One optimizer step of any method, in the order of the module docstring.
+
+    Returns the detached loss, the logits of the inputs trained on (f(x') for
+    adversarial objectives) and the gradient norm.
+    """
+    model, x = batch.model, batch.x
+    with autocast:
+        attack_target = refiner.before_attack(batch)
+        x_adv = objective.craft(model, x, attack_target)
+        for extra in extras:
+            extra.before_forward(batch, model, lambda m: objective.loss(objective.forward(m, x, x_adv), attack_target))
+        out = objective.forward(model, x, x_adv)
+        loss = objective.loss(out, refiner.targets(batch, out))
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    for extra in extras:
+        extra.before_step(model)
+    grad_norm = _grad_norm(model)
+    optimizer.step()
+    refiner.after_step(model)
+    for extra in extras:
+        extra.after_step(model)
+    return loss.detach(), out.logits_adv.detach(), grad_norm
+
+
 def load_run_data(spec: dict[str, Any], device: torch.device):
     arrays = load_dataset_npz(spec["dataset_npz"])
     with np.load(spec["noise_npz"], allow_pickle=False) as f:
@@ -192,6 +218,7 @@ def train(spec: dict[str, Any], out_dir: str | Path, *, stop_after_epoch: int | 
     def clean_train_batches():
         """The training images in order, unaugmented (SWA's BatchNorm re-estimation)."""
         return (x for x, _ in train_data.batches(batch_size))
+
     for epoch in range(start_epoch, tr["epochs"] + 1):
         t0 = time.time()
         gen = torch.Generator().manual_seed(spec["seed"] * 1_000_003 + epoch)
@@ -207,25 +234,11 @@ def train(spec: dict[str, Any], out_dir: str | Path, *, stop_after_epoch: int | 
             x = augment_batch(x, crop_padding=spec["augment"]["crop_padding"], flip=spec["augment"]["flip"], generator=gen)
             batch = Batch(model=model, index=index, x=x, y=y, epoch=epoch,
                           iteration=(epoch - 1) * steps + step, total_iterations=tr["epochs"] * steps)
-            with autocast_context(device, tr["amp"]):
-                attack_target = refiner.before_attack(batch)
-                x_adv = objective.craft(model, x, attack_target)
-                for extra in extras:
-                    extra.before_forward(batch, model, lambda m: objective.loss(objective.forward(m, x, x_adv), attack_target))
-                out_step = objective.forward(model, x, x_adv)
-                target = refiner.targets(batch, out_step)
-                loss = objective.loss(out_step, target)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            for extra in extras:
-                extra.before_step(model)
-            grad_sq += _grad_norm(model).square()
-            optimizer.step()
-            refiner.after_step(model)
-            for extra in extras:
-                extra.after_step(model)
-            loss_sum += loss.detach() * len(index)
-            correct += (out_step.logits_adv.argmax(1) == y).sum()
+            loss, logits, grad_norm = train_step(batch, objective=objective, refiner=refiner, extras=extras,
+                                                 optimizer=optimizer, autocast=autocast_context(device, tr["amp"]))
+            grad_sq += grad_norm.square()
+            loss_sum += loss * len(index)
+            correct += (logits.argmax(1) == y).sum()
             if (step + 1) % tr["nan_check_every"] == 0 or step + 1 == steps:
                 if not torch.isfinite(loss_sum):
                     raise NonFiniteLossError(
