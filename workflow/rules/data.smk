@@ -6,9 +6,8 @@ rule fetch:
         npz=f"{RESOURCES}/datasets/{{dataset}}.npz",
         meta=f"{RESOURCES}/datasets/{{dataset}}.json",
     params:
-        # Re-fetch when the dataset's entry changes (source, split sizes, options);
-        # its method hyperparameters do not affect the data.
-        entry=lambda wc: json.dumps({k: v for k, v in config["datasets"][wc.dataset].items() if k != "methods"}, sort_keys=True),
+        # Re-fetch when the dataset's entry changes (source, split sizes, options).
+        entry=lambda wc: json.dumps(config["datasets"][wc.dataset], sort_keys=True),
     log:
         f"{RESULTS}/logs/fetch/{{dataset}}.log",
     shell:

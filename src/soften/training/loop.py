@@ -46,7 +46,7 @@ from soften.labels import Batch, Setup, build_refiner
 from soften.models import build_model
 from soften.training.checkpoint import model_checkpoint, rng_state, set_rng_state
 from soften.training.extras import build_extra
-from soften.training.methods import parse_method
+from soften.training.methods import method_params, parse_method
 from soften.training.objectives import build_objective
 
 log = logging.getLogger("soften.train")
@@ -170,7 +170,9 @@ def train(spec: dict[str, Any], out_dir: str | Path, *, stop_after_epoch: int | 
                                 weight_decay=tr["weight_decay"], nesterov=tr["nesterov"])
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=tr["lr_milestones"], gamma=tr["lr_gamma"])
 
-    params = spec["method_params"]
+    # Specs from resolve_run carry every component's resolved hyperparameters;
+    # a hand-written spec may leave some out, which then take their defaults.
+    params = method_params(spec["method"], spec.get("method_params") or {})
     attack_train_mode = tr["attack_bn_mode"] == "train"
     objective = build_objective(method.objective, params[method.objective], threat, attack_train_mode)
     setup = Setup(num_samples=len(train_data), num_classes=num_classes, model=model, device=device,
