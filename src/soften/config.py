@@ -92,6 +92,8 @@ def check_references(cfg: dict[str, Any]) -> None:
             parse_method(method)
         except ValueError as err:
             raise ConfigError(f"invalid config at 'experiment/methods': {err}") from None
+        for dataset in exp["datasets"]:
+            teacher_chain(cfg, dataset, method)
     from soften.evaluation.attacks import ATTACK_KINDS
 
     for name, attack in cfg["evaluation"]["attacks"].items():
@@ -141,18 +143,62 @@ def resolve_device(name: str) -> str:
     return name
 
 
+def method_overrides(cfg: dict[str, Any], dataset: str) -> dict[str, dict[str, Any]]:
+    """The config's ``methods:`` section with ``datasets.<dataset>.methods`` merged over it, per component."""
+    merged = {comp: dict(params or {}) for comp, params in (cfg.get("methods") or {}).items()}
+    for comp, params in ((cfg["datasets"].get(dataset) or {}).get("methods") or {}).items():
+        merged[comp] = {**merged.get(comp, {}), **(params or {})}
+    return merged
+
+
+def run_method_params(cfg: dict[str, Any], dataset: str, method: str) -> dict[str, dict[str, Any]]:
+    from soften.training.methods import method_params
+
+    try:
+        return method_params(method, method_overrides(cfg, dataset))
+    except ValueError as err:
+        raise ConfigError(f"invalid config at 'methods' (dataset {dataset!r}, method {method!r}): {err}") from None
+
+
+def teacher_chain(cfg: dict[str, Any], dataset: str, method: str, _path: tuple[str, ...] = ()) -> list[str]:
+    """Every teacher method ``method`` depends on (transitively); a cycle is a ConfigError."""
+    from soften.training.methods import parse_method, teacher_methods
+
+    if method in _path:
+        raise ConfigError(f"invalid config at 'methods': teacher cycle {' -> '.join((*_path, method))}")
+    try:
+        parse_method(method)
+    except ValueError as err:
+        where = f"teacher of {_path[-1]!r}" if _path else "experiment/methods"
+        raise ConfigError(f"invalid config at 'methods' ({where}): {err}") from None
+    found: list[str] = []
+    for teacher in teacher_methods(method, run_method_params(cfg, dataset, method)):
+        found += [teacher, *teacher_chain(cfg, dataset, teacher, (*_path, method))]
+    return found
+
+
 def resolve_run(cfg: dict[str, Any], dataset: str, noise: str, arch: str, method: str, seed: int) -> dict[str, Any]:
     """Everything one training run needs, as a JSON-serialisable dict.
 
     Snakemake passes it as a rule parameter, so a change to any setting that
-    affects a run re-runs exactly that run.
+    affects a run re-runs exactly that run. A distillation method's spec
+    lists its teachers: runs of the same dataset, noise, architecture and seed
+    whose ``best.pt`` (the checkpoint Chen et al. distil from: best clean
+    accuracy for the standard teacher, best robust accuracy for the
+    adversarial one, both selected on the validation split) it loads.
     """
-    from soften.training.methods import method_params
+    from soften.training.methods import teacher_methods
 
     if dataset not in cfg["datasets"]:
         raise ConfigError(f"dataset {dataset!r} has no entry under 'datasets'")
     entry = cfg["datasets"][dataset]
     training = {**TRAINING_DEFAULTS, **cfg.get("training", {}), **entry.get("training", {})}
+    teacher_chain(cfg, dataset, method)
+    params = run_method_params(cfg, dataset, method)
+    teachers = [
+        {"method": t, "weight": float(w), "checkpoint": f"{run_dir(cfg, dataset, noise, arch, t, seed)}/best.pt"}
+        for t, w in teacher_methods(method, params).items()
+    ]
     return {
         "dataset": dataset,
         "noise": noise,
@@ -166,7 +212,8 @@ def resolve_run(cfg: dict[str, Any], dataset: str, noise: str, arch: str, method
         "training": training,
         "threat": dict(entry["threat"]),
         "augment": dict(entry["augment"]),
-        "method_params": method_params(method, cfg.get("methods", {})),
+        "method_params": params,
+        **({"teachers": teachers} if teachers else {}),
     }
 
 

@@ -1,12 +1,19 @@
 # train: one job per (dataset, noise, arch, method, seed). A killed job re-run
 # with the same command resumes from last.pt (kept out of the declared outputs
-# so Snakemake never deletes it).
+# so Snakemake never deletes it). Distillation methods (kd-at, kd-swa) declare
+# their teachers' best.pt as inputs, so the teacher runs are trained first.
+
+
+def teacher_checkpoints(wc):
+    spec = sc.resolve_run(config, wc.dataset, wc.noise, wc.arch, wc.method, int(wc.seed))
+    return [t["checkpoint"] for t in spec.get("teachers", [])]
 
 
 rule train:
     input:
         npz=rules.fetch.output.npz,
         noise=rules.noise.output.npz,
+        teachers=teacher_checkpoints,
     output:
         best=f"{RESULTS}/{{dataset}}/{{noise}}/{{arch}}/{{method}}/seed{{seed}}/best.pt",
         final=f"{RESULTS}/{{dataset}}/{{noise}}/{{arch}}/{{method}}/seed{{seed}}/final.pt",

@@ -1,12 +1,25 @@
 """The train stage: one run = (dataset, noise, architecture, method, seed).
 
+A method is an objective, a label refiner and weight-space extras
+(soften.training.methods); one training step is
+
+1. the refiner gives the attack target (hard label; ADR's rectified label);
+2. the objective crafts the training input (PGD, TRADES' KL attack, or none);
+3. extras may move the weights (AWP);
+4. the objective's training forward; the refiner forms the loss target from it;
+5. loss, backward; extras restore the weights (AWP); optimizer step;
+6. the refiner and extras observe the new weights (ADR's teacher, WA).
+
 Per epoch the loop appends a row to ``history.csv``, saves ``last.pt`` (model,
-optimizer, scheduler, RNG state, epoch, history, best-so-far), and refreshes
-``best.pt`` when validation robust accuracy improves. ``final.pt`` is written
-at the end. Restarting the same command resumes from ``last.pt``; on CPU the
-result is bit-identical to an uninterrupted run, because every random draw
-comes from either a per-epoch generator seeded by (seed, epoch) or the global
-torch RNG, whose state is checkpointed.
+optimizer, scheduler, RNG state, epoch, history, best-so-far, and the state of
+the refiner and extras: label banks, EMA teachers, weight averages), and
+refreshes ``best.pt`` when validation robust accuracy improves. The model that
+is validated and saved in ``best.pt``/``final.pt`` is the weight average for
+``+wa``/``+swa`` methods and the trained model otherwise. Restarting the same
+command resumes from ``last.pt``; on CPU the result is bit-identical to an
+uninterrupted run, because every random draw comes from either a per-epoch
+generator seeded by (seed, epoch) or the global torch RNG, whose state is
+checkpointed.
 """
 
 from __future__ import annotations
@@ -23,16 +36,18 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from soften.attacks import model_mode, pgd
 from soften.config import resolve_device
 from soften.data import DeviceData, augment_batch, load_dataset_npz
 from soften.io import load_torch, save_json, save_text, save_torch
+from soften.labels import Batch, Setup, build_refiner
 from soften.models import build_model
 from soften.training.checkpoint import model_checkpoint, rng_state, set_rng_state
-from soften.training.methods import parse_method
+from soften.training.extras import build_extra
+from soften.training.methods import method_params, parse_method
+from soften.training.objectives import build_objective
 
 log = logging.getLogger("soften.train")
 
@@ -87,6 +102,32 @@ def _grad_norm(model) -> torch.Tensor:
     return torch.linalg.vector_norm(torch.stack(norms)) if norms else torch.zeros(())
 
 
+def train_step(batch: Batch, *, objective, refiner, extras, optimizer, autocast) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One optimizer step of any method, in the order of the module docstring.
+
+    Returns the detached loss, the logits of the inputs trained on (f(x') for
+    adversarial objectives) and the gradient norm.
+    """
+    model, x = batch.model, batch.x
+    with autocast:
+        attack_target = refiner.before_attack(batch)
+        x_adv = objective.craft(model, x, attack_target)
+        for extra in extras:
+            extra.before_forward(batch, model, lambda m: objective.loss(objective.forward(m, x, x_adv), attack_target))
+        out = objective.forward(model, x, x_adv)
+        loss = objective.loss(out, refiner.targets(batch, out))
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    for extra in extras:
+        extra.before_step(model)
+    grad_norm = _grad_norm(model)
+    optimizer.step()
+    refiner.after_step(model)
+    for extra in extras:
+        extra.after_step(model)
+    return loss.detach(), out.logits_adv.detach(), grad_norm
+
+
 def load_run_data(spec: dict[str, Any], device: torch.device):
     arrays = load_dataset_npz(spec["dataset_npz"])
     with np.load(spec["noise_npz"], allow_pickle=False) as f:
@@ -129,6 +170,24 @@ def train(spec: dict[str, Any], out_dir: str | Path, *, stop_after_epoch: int | 
                                 weight_decay=tr["weight_decay"], nesterov=tr["nesterov"])
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=tr["lr_milestones"], gamma=tr["lr_gamma"])
 
+    # Specs from resolve_run carry every component's resolved hyperparameters;
+    # a hand-written spec may leave some out, which then take their defaults.
+    params = method_params(spec["method"], spec.get("method_params") or {})
+    attack_train_mode = tr["attack_bn_mode"] == "train"
+    objective = build_objective(method.objective, params[method.objective], threat, attack_train_mode)
+    setup = Setup(num_samples=len(train_data), num_classes=num_classes, model=model, device=device,
+                  teachers=spec.get("teachers", []))
+    refiner = build_refiner(method.refiner, params[method.refiner], setup)
+    extras = [build_extra(name, params[name], model) for name in method.extras]
+
+    def eval_model():
+        """The model that is validated and saved: a weight average if an extra keeps one."""
+        for extra in extras:
+            averaged = extra.eval_model()
+            if averaged is not None:
+                return averaged
+        return model
+
     history: list[dict[str, Any]] = []
     best = {"epoch": 0, "val_robust_acc": -1.0, "model": None}
     start_epoch = 1
@@ -141,6 +200,9 @@ def train(spec: dict[str, Any], out_dir: str | Path, *, stop_after_epoch: int | 
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
+            refiner.load_state_dict(state["refiner"])
+            for extra in extras:
+                extra.load_state_dict(state["extras"][extra.name])
             set_rng_state(state["rng"])
             history, best = state["history"], state["best"]
             start_epoch = state["epoch"] + 1
@@ -151,11 +213,16 @@ def train(spec: dict[str, Any], out_dir: str | Path, *, stop_after_epoch: int | 
                 save_torch(model_checkpoint(best["model"], spec=spec, model_args=model_args, epoch=best["epoch"],
                                             metrics={"val_score": best["val_robust_acc"]}), out / "best.pt")
 
-    adversarial = method.objective != "standard"
-    attack_train_mode = tr["attack_bn_mode"] == "train"
+    adversarial = objective.adversarial
     show = sys.stderr.isatty() if progress is None else progress
     n = len(train_data)
     batch_size = tr["batch_size"]
+    steps = math.ceil(n / batch_size)
+
+    def clean_train_batches():
+        """The training images in order, unaugmented (SWA's BatchNorm re-estimation)."""
+        return (x for x, _ in train_data.batches(batch_size))
+
     for epoch in range(start_epoch, tr["epochs"] + 1):
         t0 = time.time()
         gen = torch.Generator().manual_seed(spec["seed"] * 1_000_003 + epoch)
@@ -164,25 +231,17 @@ def train(spec: dict[str, Any], out_dir: str | Path, *, stop_after_epoch: int | 
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
         grad_sq = torch.zeros((), device=device)
-        steps = math.ceil(n / batch_size)
         bar = tqdm(range(steps), desc=f"epoch {epoch}/{tr['epochs']}", leave=False, disable=not show)
         for step in bar:
             index = order[step * batch_size:(step + 1) * batch_size]
             x, y = train_data.batch(index)
             x = augment_batch(x, crop_padding=spec["augment"]["crop_padding"], flip=spec["augment"]["flip"], generator=gen)
-            with autocast_context(device, tr["amp"]):
-                if adversarial:
-                    with model_mode(model, train=attack_train_mode):
-                        x_in = pgd(model, x, y, eps=threat["eps"], alpha=threat["alpha"], steps=threat["steps"])
-                else:
-                    x_in = x
-                logits = model(x_in)
-                loss = F.cross_entropy(logits.float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_sq += _grad_norm(model).square()
-            optimizer.step()
-            loss_sum += loss.detach() * len(index)
+            batch = Batch(model=model, index=index, x=x, y=y, epoch=epoch,
+                          iteration=(epoch - 1) * steps + step, total_iterations=tr["epochs"] * steps)
+            loss, logits, grad_norm = train_step(batch, objective=objective, refiner=refiner, extras=extras,
+                                                 optimizer=optimizer, autocast=autocast_context(device, tr["amp"]))
+            grad_sq += grad_norm.square()
+            loss_sum += loss * len(index)
             correct += (logits.argmax(1) == y).sum()
             if (step + 1) % tr["nan_check_every"] == 0 or step + 1 == steps:
                 if not torch.isfinite(loss_sum):
@@ -193,11 +252,14 @@ def train(spec: dict[str, Any], out_dir: str | Path, *, stop_after_epoch: int | 
         bar.close()
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
+        for extra in extras:
+            extra.end_epoch(epoch, model, clean_train_batches)
 
+        evaluated = eval_model()
         mon = dict(eps=threat["eps"], alpha=threat["alpha"], steps=tr["val_attack_steps"], batch_size=tr["eval_batch_size"])
-        val_clean, val_robust = evaluate_split(model, val_data, **mon)
-        test_clean, test_robust = evaluate_split(model, test_monitor, **mon)
-        train_clean, train_robust = evaluate_split(model, train_monitor, **mon)
+        val_clean, val_robust = evaluate_split(evaluated, val_data, **mon)
+        test_clean, test_robust = evaluate_split(evaluated, test_monitor, **mon)
+        train_clean, train_robust = evaluate_split(evaluated, train_monitor, **mon)
         row = {
             "epoch": epoch, "lr": lr,
             "train_loss": loss_sum.item() / n, "train_batch_acc": correct.item() / n,
@@ -212,9 +274,10 @@ def train(spec: dict[str, Any], out_dir: str | Path, *, stop_after_epoch: int | 
         improved = score > best["val_robust_acc"]
         if improved:
             best = {"epoch": epoch, "val_robust_acc": score,
-                    "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+                    "model": {k: v.detach().cpu().clone() for k, v in evaluated.state_dict().items()}}
         save_torch({
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "refiner": refiner.state_dict(), "extras": {extra.name: extra.state_dict() for extra in extras},
             "rng": rng_state(), "epoch": epoch, "history": history, "best": best, "spec": spec,
         }, last_path)
         save_text(history_csv(history), out / "history.csv")
@@ -225,7 +288,7 @@ def train(spec: dict[str, Any], out_dir: str | Path, *, stop_after_epoch: int | 
         if stop_after_epoch is not None and epoch >= stop_after_epoch and epoch < tr["epochs"]:
             return history
 
-    save_torch(model_checkpoint(model.state_dict(), spec=spec, model_args=model_args, epoch=tr["epochs"],
+    save_torch(model_checkpoint(eval_model().state_dict(), spec=spec, model_args=model_args, epoch=tr["epochs"],
                                 metrics=history[-1] if history else {}), out / "final.pt")
     save_json({"best_epoch": best["epoch"], "best_val_score": best["val_robust_acc"],
                "final": history[-1] if history else {}}, out / "train_summary.json")

@@ -1,0 +1,20 @@
+"""Label refiners: what the loss is computed against.
+
+Public API: :class:`SGLR` (the SGLR label bank), :func:`adr_targets` (ADR's
+rectified label for one batch), :func:`smooth_labels`, and the registry
+:data:`REFINER_CLASSES` / :func:`build_refiner` the training loop uses.
+"""
+
+from soften.labels.base import REFINER_CLASSES, Batch, Outputs, Refiner, Setup, Target, build_refiner
+from soften.labels import hard as _hard  # noqa: F401  (registers 'hard')
+from soften.labels.adr import ADRRefiner, adr_targets, cosine_schedule
+from soften.labels.kd import KnowledgeDistillation, kd_target
+from soften.labels.sglr import SGLR, SGLRRefiner
+from soften.labels.smoothing import LabelSmoothing, smooth_labels
+from soften.labels.temporal import TemporalBank, TemporalEnsembling, sigmoid_rampup
+
+__all__ = [
+    "SGLR", "adr_targets", "smooth_labels", "kd_target", "cosine_schedule", "sigmoid_rampup",
+    "Target", "Batch", "Outputs", "Setup", "Refiner", "REFINER_CLASSES", "build_refiner",
+    "SGLRRefiner", "ADRRefiner", "LabelSmoothing", "TemporalEnsembling", "TemporalBank", "KnowledgeDistillation",
+]
