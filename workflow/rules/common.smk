@@ -40,6 +40,11 @@ def run_dirs():
     ]
 
 
+def fetch_entry(dataset):
+    entry = config["datasets"][dataset]
+    return {k: entry[k] for k in ("source", "val_size", "val_seed", "options") if k in entry}
+
+
 def run_spec(wc):
     spec = sc.resolve_run(config, wc.dataset, wc.noise, wc.arch, wc.method, int(wc.seed))
     spec["device"] = DEVICE

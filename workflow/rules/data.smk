@@ -6,8 +6,9 @@ rule fetch:
         npz=f"{RESOURCES}/datasets/{{dataset}}.npz",
         meta=f"{RESOURCES}/datasets/{{dataset}}.json",
     params:
-        # The validated entry (schema defaults filled); a change re-fetches.
-        entry=lambda wc: json.dumps(config["datasets"][wc.dataset], sort_keys=True),
+        # Only the keys that shape the npz: changing a dataset's training,
+        # threat or method settings must not re-fetch (and so retrain) it.
+        entry=lambda wc: json.dumps(fetch_entry(wc.dataset), sort_keys=True),
     # Ignored unless run with --sdm conda; the default route is the project venv.
     conda:
         "../../environment.yml"
