@@ -31,6 +31,8 @@ def cmd_fetch(args):
         raise ConfigError(f"dataset {args.dataset!r} has no entry under 'datasets' in {args.config}")
     entry = cfg["datasets"][args.dataset]
     options = {**entry.get("options", {}), "val_size": entry["val_size"], "val_seed": entry["val_seed"]}
+    # Downloaded archives are cached here (verified, renamed into place only when complete).
+    options.setdefault("download_dir", f"{cfg['resources_dir']}/downloads")
     meta = fetch_dataset(entry["source"], options, args.out)
     print(json.dumps({k: meta[k] for k in ("dataset", "splits", "sha256")}))
 
@@ -117,7 +119,7 @@ def main(argv=None) -> int:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         args.func(args)
-    except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as err:
+    except (ConfigError, ValueError, OSError, RuntimeError) as err:
         print(f"soften {args.stage}: error: {err}", file=sys.stderr)
         return 2
     return 0
