@@ -1,5 +1,5 @@
-"""Helpers shared by the dataset and evaluation tests (no pytest fixtures here,
-so the lead's conftest.py stays the only one)."""
+"""Helpers shared by the dataset and evaluation tests (kept out of conftest.py,
+which belongs to the foundation tests). Test modules import what they use."""
 
 from __future__ import annotations
 
@@ -16,15 +16,24 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+import pytest
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_NPZ = (REPO_ROOT / "../shared/data/cifar10-jpeg-subset-10k-2k.npz").resolve()
 
 
-def shared_npz_or_skip() -> Path:
-    import pytest
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest single-threaded, and 2 cores are shared; import
+    this into a test module to make it autouse there."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
 
+
+def shared_npz_or_skip() -> Path:
     if not SHARED_NPZ.is_file():
         pytest.skip(f"offline CIFAR-10 subset not found at {SHARED_NPZ} (../shared/data relative to the repo root)")
     return SHARED_NPZ
