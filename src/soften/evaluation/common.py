@@ -58,5 +58,5 @@ def run_fields(ckpt: dict[str, Any], checkpoint: str | Path) -> dict[str, Any]:
 
 
 def provenance(device: torch.device) -> dict[str, Any]:
-    return {"device": str(device), "torch": torch.__version__, "soften": soften.__version__,
+    return {"device": str(device), "torch": str(torch.__version__), "soften": soften.__version__,
             "python": platform.python_version()}
