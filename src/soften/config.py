@@ -208,7 +208,7 @@ def resolve_eval(cfg: dict[str, Any], dataset: str, attack: str) -> dict[str, An
 
 
 #: Keys of an attack entry that choose what is evaluated, not how it is attacked.
-SELECTION_KEYS = ("n_examples", "checkpoints", "seeds")
+SELECTION_KEYS = ("n_examples", "checkpoints", "seeds", "methods", "noise")
 
 
 def attack_params(cfg: dict[str, Any], dataset: str, entry: dict[str, Any]) -> dict[str, Any]:
@@ -217,11 +217,15 @@ def attack_params(cfg: dict[str, Any], dataset: str, entry: dict[str, Any]) -> d
     return {"eps": threat["eps"], **{k: v for k, v in entry.items() if k not in SELECTION_KEYS}}
 
 
-def attack_applies(cfg: dict[str, Any], attack: str, ckpt: str, seed: int | str) -> bool:
-    """Whether evaluation attack ``attack`` runs on this checkpoint kind and seed
-    (an entry's ``checkpoints``/``seeds`` narrow it, e.g. to keep AutoAttack cheap)."""
+def attack_applies(cfg: dict[str, Any], attack: str, ckpt: str, seed: int | str, *, method: str | None = None,
+                   noise: str | None = None) -> bool:
+    """Whether evaluation attack ``attack`` runs on this checkpoint. An entry's
+    ``checkpoints``, ``seeds``, ``methods`` and ``noise`` lists narrow it (e.g. to
+    keep AutoAttack within a CPU budget); absent means all."""
     entry = cfg["evaluation"]["attacks"][attack]
-    return ckpt in entry.get("checkpoints", [ckpt]) and int(seed) in entry.get("seeds", [int(seed)])
+    return (ckpt in entry.get("checkpoints", [ckpt]) and int(seed) in entry.get("seeds", [int(seed)])
+            and (method is None or method in entry.get("methods", [method]))
+            and (noise is None or noise in entry.get("noise", [noise])))
 
 
 def transfer_source_run(cfg: dict[str, Any], dataset: str, source: str) -> str:

@@ -54,9 +54,9 @@ def eval_spec(wc):
 
 
 def runs():
-    """(dataset, run directory, seed) of every run in the experiment grid."""
+    """(dataset, noise, arch, method, seed, run directory) of every run in the grid."""
     return [
-        (d, sc.run_dir(config, d, n, a, m, s), s)
+        (d, n, a, m, s, sc.run_dir(config, d, n, a, m, s))
         for d in EXP["datasets"]
         for n in EXP["noise"]
         for a in EXP["archs"]
@@ -66,13 +66,13 @@ def runs():
 
 
 def all_evaluations():
-    # An attack entry's checkpoints/seeds may narrow where it runs (e.g. AutoAttack).
+    # An attack entry's checkpoints/seeds/methods/noise may narrow where it runs (e.g. AutoAttack).
     return [
         f"{run}/eval/{ckpt}-{attack}.json"
-        for _, run, seed in runs()
+        for _, noise, _, method, seed, run in runs()
         for ckpt in config["evaluation"]["checkpoints"]
         for attack in config["evaluation"]["attacks"]
-        if sc.attack_applies(config, attack, ckpt, seed)
+        if sc.attack_applies(config, attack, ckpt, seed, method=method, noise=noise)
     ]
 
 
@@ -118,7 +118,7 @@ def all_transfer_evaluations():
     tr = config["transfer"]
     if not tr["sources"] or not tr["attacks"]:
         return []
-    return [f for _, run, seed in runs() if _selected(tr, seed) for f in transfer_outputs(run)]
+    return [f for *_, seed, run in runs() if _selected(tr, seed) for f in transfer_outputs(run)]
 
 
 def transfer_jobs(wc):
@@ -140,7 +140,7 @@ def all_calibrations():
     cal = config["calibration"]
     if not cal["enabled"]:
         return []
-    return [f for _, run, seed in runs() if _selected(cal, seed) for f in calibration_outputs(run)]
+    return [f for *_, seed, run in runs() if _selected(cal, seed) for f in calibration_outputs(run)]
 
 
 def sanity_outputs(run):
@@ -151,7 +151,7 @@ def all_sanity_reports():
     san = config["sanity"]
     if not san["enabled"]:
         return []
-    return [f for _, run, seed in runs() if _selected(san, seed) for f in sanity_outputs(run)]
+    return [f for *_, seed, run in runs() if _selected(san, seed) for f in sanity_outputs(run)]
 
 
 def table_outputs():

@@ -93,7 +93,8 @@ ATTACK_KINDS: dict[str, AttackFn] = {
 }
 
 #: Keys each kind accepts in ``evaluation.attacks.<name>`` besides the shared
-#: ``kind``, ``n_examples``, ``checkpoints`` and ``seeds`` (checked at config load).
+#: ``kind``, ``n_examples``, ``checkpoints``, ``seeds``, ``methods`` and ``noise``
+#: (checked at config load).
 KIND_PARAMS: dict[str, set[str]] = {
     "natural": set(),
     "pgd": {"steps", "alpha", "random_start", "seed", "eps"},
@@ -101,4 +102,4 @@ KIND_PARAMS: dict[str, set[str]] = {
     "autoattack": {"version", "seed", "aa_batch_size", "settings", "norm", "attacks", "eps", "progress"},
     "square": {"version", "seed", "aa_batch_size", "settings", "norm", "eps", "progress"},
 }
-SHARED_KEYS = {"kind", "n_examples", "checkpoints", "seeds"}
+SHARED_KEYS = {"kind", "n_examples", "checkpoints", "seeds", "methods", "noise"}
