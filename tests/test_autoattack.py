@@ -82,3 +82,42 @@ def test_n_examples_and_attack_subset():
         assert torch.equal(model(res["x_adv"]).argmax(1) == y[:8], res["robust_mask"])
     with pytest.raises(ValueError, match="not part of AutoAttack"):
         autoattack(model, x, y, eps=1 / 255, attacks=["fgsm"])
+
+
+class _GitHubStyleAutoAttack:
+    """The GitHub ``autoattack`` wrapper API (positional norm/eps, verbose,
+    ``bs=``, ``return_labels=``) around the installed attack code, to check that
+    the adapter drives that API the way it documents."""
+
+    def __init__(self, model, norm="Linf", eps=0.3, seed=None, verbose=True, attacks_to_run=[], version="standard",
+                 is_tf_model=False, device="cuda", log_path=None):
+        from pyautoattack import AutoAttack
+
+        object.__setattr__(self, "_inner", AutoAttack(model, norm=norm, eps=eps, seed=seed, version=version, device=device))
+        object.__setattr__(self, "calls", [])
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def __setattr__(self, name, value):
+        setattr(self._inner, name, value)
+
+    def run_standard_evaluation(self, x_orig, y_orig, bs=250, return_labels=False):
+        self.calls.append(bs)
+        x_adv, y_adv = self._inner.run_standard_evaluation(x_orig, y_orig, batch_size=bs)
+        return (x_adv, y_adv) if return_labels else x_adv
+
+
+def test_github_autoattack_api_is_supported(monkeypatch):
+    import types
+
+    fake = types.ModuleType("autoattack")
+    fake.AutoAttack = _GitHubStyleAutoAttack
+    monkeypatch.setitem(__import__("sys").modules, "autoattack", fake)
+    model = tiny_linear_model()
+    x = inputs(16, seed=5)
+    y = model(x).argmax(1)
+    res = autoattack(model, x, y, eps=1 / 255, settings=FAST, package="autoattack", batch_size=8)
+    expected = direct(model, x, y, eps=1 / 255, settings=FAST, batch_size=8)
+    assert torch.equal(res["robust_mask"], expected)
+    assert res["package"].startswith("autoattack==")
