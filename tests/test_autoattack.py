@@ -82,6 +82,8 @@ def test_n_examples_and_attack_subset():
         assert torch.equal(model(res["x_adv"]).argmax(1) == y[:8], res["robust_mask"])
     with pytest.raises(ValueError, match="not part of AutoAttack"):
         autoattack(model, x, y, eps=1 / 255, attacks=["fgsm"])
+    with pytest.raises(ValueError, match="fp32"):
+        autoattack(tiny_linear_model().to(torch.bfloat16), x, y, eps=1 / 255)
 
 
 class _GitHubStyleAutoAttack:

@@ -101,7 +101,8 @@ def summary(df: pd.DataFrame, method_order: list[str] | None = None, attack_orde
 
 
 ACCURACY_NOTE = ("Accuracy (%) on the test split, mean ± std over seeds. Best = checkpoint with the highest "
-                 "validation robust accuracy; Final = last epoch; Diff = Best − Final.\n")
+                 "validation robust accuracy; Final = last epoch; Diff = Best − Final. A value without ± comes "
+                 "from a single seed (e.g. an attack configured for some seeds only).\n")
 
 
 def render_markdown(table: pd.DataFrame, note: str = ACCURACY_NOTE) -> str:

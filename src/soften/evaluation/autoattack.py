@@ -128,6 +128,9 @@ def autoattack(
     y = y.detach().long()
     first = next(model.parameters(), None)
     device = first.device if first is not None else x.device
+    low = sorted({str(p.dtype) for p in model.parameters() if p.dtype != torch.float32})
+    if low:
+        raise ValueError(f"AutoAttack evaluates in fp32, but the model has {low} parameters; call model.float() first")
     x, y = x.to(device), y.to(device)
     cuda_devices = [device.index or 0] if device.type == "cuda" else []
     start = time.time()
