@@ -147,3 +147,25 @@ def tiny_cnn(channels: int = 1, classes: int = 10, seed: int = 0) -> torch.nn.Mo
         torch.nn.Conv2d(channels, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
         torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten(), torch.nn.Linear(32, classes),
     ).eval()
+
+
+def write_cifar100_archive(path: Path, x_train, y_train, x_test, y_test) -> str:
+    """``cifar-100-python.tar.gz`` in the official layout (train, test, meta; fine and coarse labels)."""
+    with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as gz, \
+            tarfile.open(fileobj=gz, mode="w") as tar:
+        folder = tarfile.TarInfo("cifar-100-python")
+        folder.type, folder.mode, folder.mtime = tarfile.DIRTYPE, 0o755, 0
+        tar.addfile(folder)
+        for name, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
+            _tar_add(tar, f"cifar-100-python/{name}", py2_pickle({
+                b"filenames": [f"img_{i:05d}.png".encode() for i in range(len(y))],
+                b"batch_label": f"{name}ing batch 1 of 1".encode(),
+                b"fine_labels": [int(v) for v in y],
+                b"coarse_labels": [int(v) // 5 for v in y],
+                b"data": _rows(x),
+            }))
+        _tar_add(tar, "cifar-100-python/meta", py2_pickle({
+            b"fine_label_names": [f"fine{i}".encode() for i in range(100)],
+            b"coarse_label_names": [f"coarse{i}".encode() for i in range(20)],
+        }))
+    return hashlib.md5(path.read_bytes()).hexdigest()

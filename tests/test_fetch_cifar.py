@@ -134,3 +134,24 @@ def test_fixture_archive_loads_with_torchvision(archive, tmp_path):
     test = Unverified(str(tmp_path), train=False)
     np.testing.assert_array_equal(test.data, archive["data"]["x_test"][:N_TEST])
     assert test.classes == list(archive["data"]["class_names"])
+
+
+def test_cifar100_archive_and_extracted_folder(tmp_path):
+    import tarfile
+
+    from _eval_fixtures import write_cifar100_archive
+    from soften.data.sources import BUILDERS
+
+    rng = np.random.default_rng(0)
+    x_tr, x_te = rng.integers(0, 256, (30, 32, 32, 3), dtype=np.uint8), rng.integers(0, 256, (10, 32, 32, 3), dtype=np.uint8)
+    y_tr, y_te = rng.integers(0, 100, 30), rng.integers(0, 100, 10)
+    archive = tmp_path / "cifar-100-python.tar.gz"
+    md5 = write_cifar100_archive(archive, x_tr, y_tr, x_te, y_te)
+    raw = BUILDERS["cifar100"]({"path": str(archive), "md5": md5})
+    np.testing.assert_array_equal(raw.x_train, x_tr)
+    np.testing.assert_array_equal(raw.y_test, y_te)  # fine labels
+    assert len(raw.class_names) == 100 and raw.class_names[7] == "fine7"
+    with tarfile.open(archive) as tar:
+        tar.extractall(tmp_path / "extracted", filter="data")
+    folder = BUILDERS["cifar100"]({"path": str(tmp_path / "extracted")})  # a folder: no md5 to check
+    np.testing.assert_array_equal(folder.x_test, x_te)

@@ -79,7 +79,11 @@ def ece_from_logits(logits: torch.Tensor, y: torch.Tensor, n_bins: int = DEFAULT
 
 
 def adversarial_inputs(model, test, params: dict[str, Any], batch_size: int, show: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Inputs under attack ``params`` (natural, pgd, cw, square, autoattack) for the whole ``test``."""
+    """Inputs under attack ``params`` (natural, pgd, cw, square, autoattack) for the whole ``test``.
+
+    As in AutoAttack, Square (and AutoAttack) only perturb points the model
+    classifies correctly, and stop at the first successful query; the other
+    points enter the ECE unperturbed."""
     from soften.evaluation.attacks import pgd_examples
 
     kind = params["kind"]

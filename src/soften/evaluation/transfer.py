@@ -87,6 +87,9 @@ def evaluate_transfer(target_checkpoint: str | Path, crafted_path: str | Path, s
     device = setup_device(spec)
     model, ckpt = load_eval_model(target_checkpoint, device)
     crafted = load_crafted(crafted_path)
+    source_dataset, target_dataset = crafted["meta"]["source"]["dataset"], ckpt["spec"]["dataset"]
+    if source_dataset != target_dataset:
+        raise ValueError(f"{crafted_path} was crafted on {source_dataset!r} but {target_checkpoint} is a {target_dataset!r} model")
     start = time.time()
     x_adv, y = crafted["x_adv"], crafted["y"]
     masks = []
