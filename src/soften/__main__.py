@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 
 from soften.config import (ConfigError, load_config, resolve_calibration, resolve_eval, resolve_run, resolve_sanity,
                            resolve_transfer)
@@ -33,8 +34,12 @@ def cmd_fetch(args):
         raise ConfigError(f"dataset {args.dataset!r} has no entry under 'datasets' in {args.config}")
     entry = cfg["datasets"][args.dataset]
     options = {**entry.get("options", {}), "val_size": entry["val_size"], "val_seed": entry["val_seed"]}
-    # Downloaded archives are cached here (verified, renamed into place only when complete).
-    options.setdefault("download_dir", f"{cfg['resources_dir']}/downloads")
+    # Downloads are cached (verified, renamed into place only when complete) in
+    # --download-dir, else the dataset's options, else beside the datasets folder:
+    # resources/datasets/x.npz -> resources/downloads.
+    if args.download_dir:
+        options["download_dir"] = args.download_dir
+    options.setdefault("download_dir", str(Path(args.out).parent.parent / "downloads"))
     meta = fetch_dataset(entry["source"], options, args.out)
     print(json.dumps({k: meta[k] for k in ("dataset", "splits", "sha256")}))
 
@@ -121,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config", required=True)
     s.add_argument("--dataset", required=True)
     s.add_argument("--out", required=True, help="output .npz path")
+    s.add_argument("--download-dir", help="download cache (default: ../downloads beside the output's folder)")
     s.set_defaults(func=cmd_fetch)
 
     s = sub.add_parser("noise", help="inject label noise into the training labels")

@@ -12,6 +12,9 @@ rule evaluate:
     threads: config["threads"]
     resources:
         gpu=GPU_JOBS,
+    # Ignored unless run with --sdm conda; the default route is the project venv.
+    conda:
+        "../../environment.yml"
     log:
         f"{RESULTS}/logs/evaluate/{{dataset}}/{{noise}}/{{arch}}/{{method}}/seed{{seed}}/{{ckpt}}-{{attack}}.log",
     shell:
@@ -32,6 +35,9 @@ rule calibrate:
     threads: config["threads"]
     resources:
         gpu=GPU_JOBS,
+    # Ignored unless run with --sdm conda; the default route is the project venv.
+    conda:
+        "../../environment.yml"
     log:
         f"{RESULTS}/logs/calibrate/{{dataset}}/{{noise}}/{{arch}}/{{method}}/seed{{seed}}.log",
     shell:
@@ -51,6 +57,9 @@ rule sanity:
     threads: config["threads"]
     resources:
         gpu=GPU_JOBS,
+    # Ignored unless run with --sdm conda; the default route is the project venv.
+    conda:
+        "../../environment.yml"
     log:
         f"{RESULTS}/logs/sanity/{{dataset}}/{{noise}}/{{arch}}/{{method}}/seed{{seed}}.log",
     shell:

@@ -15,6 +15,9 @@ rule craft_transfer:
     threads: config["threads"]
     resources:
         gpu=GPU_JOBS,
+    # Ignored unless run with --sdm conda; the default route is the project venv.
+    conda:
+        "../../environment.yml"
     log:
         f"{RESULTS}/logs/craft_transfer/{{dataset}}/{{source}}/{{attack}}.log",
     shell:
@@ -38,6 +41,9 @@ rule evaluate_transfer:
     threads: config["threads"]
     resources:
         gpu=GPU_JOBS,
+    # Ignored unless run with --sdm conda; the default route is the project venv.
+    conda:
+        "../../environment.yml"
     log:
         f"{RESULTS}/logs/evaluate_transfer/{{dataset}}/{{noise}}/{{arch}}/{{method}}/seed{{seed}}.log",
     shell:
