@@ -20,8 +20,10 @@ CONFIG = {
     "datasets": {"digits": {"source": "digits", "val_size": 144, "threat": {"eps": 0.1, "alpha": 0.025, "steps": 10}}},
     "transfer": {"sources": {"wide-at": {"arch": "cnn-wide", "method": "pgd-at"}},
                  "attacks": {"pgd10": {"kind": "pgd", "steps": 10}}},
+    "evaluation": {"attacks": {"natural": {"kind": "natural"},
+                               "aa": {"kind": "autoattack", "methods": ["pgd-at"], "noise": ["none"], "seeds": [0]}}},
     "calibration": {"enabled": True, "seeds": [0]},
-    "sanity": {"enabled": True},
+    "sanity": {"enabled": True, "methods": ["pgd-at"], "noise": ["none"]},
 }
 
 
@@ -55,12 +57,17 @@ def test_one_crafting_job_serves_every_target(tmp_path):
     assert len(inputs) == targets
     craft = out[out.index("rule craft_transfer:"):]
     assert "results/digits/none/cnn-wide/pgd-at/seed0/best.pt" in craft.split("jobid")[0]
-    assert counts["calibrate"] == targets // 2 and counts["sanity"] == targets
+    # calibration: seed 0 only; sanity: pgd-at on clean labels, both seeds
+    assert counts["calibrate"] == targets // 2 and counts["sanity"] == 2
+    # natural on every checkpoint; AutoAttack on pgd-at / none / seed 0 only (best and final)
+    assert counts["evaluate"] == targets * 2 + 2
+    assert "results/digits/none/cnn/pgd-at/seed0/eval/final-aa.json" in out
+    assert "seed1/eval/best-aa.json" not in out and "standard/seed0/eval/best-aa.json" not in out
 
 
 def test_transfer_off_by_default_and_unknown_kind_rejected(tmp_path):
     pytest.importorskip("snakemake")
-    base = {k: v for k, v in CONFIG.items() if k not in ("transfer", "calibration", "sanity")}
+    base = {k: v for k, v in CONFIG.items() if k not in ("transfer", "calibration", "sanity", "evaluation")}
     counts = job_counts(dry_run(tmp_path, base))
     assert "craft_transfer" not in counts and "calibrate" not in counts and "sanity" not in counts
     from soften.config import ConfigError, validate_config

@@ -265,7 +265,7 @@ def resolve_calibration(cfg: dict[str, Any], dataset: str) -> dict[str, Any]:
 
 def resolve_sanity(cfg: dict[str, Any], dataset: str) -> dict[str, Any]:
     san = cfg["sanity"]
-    settings = {k: v for k, v in san.items() if k not in ("enabled", "checkpoints", "seeds", "n_examples")}
+    settings = {k: v for k, v in san.items() if k not in ("enabled", "checkpoints", "seeds", "methods", "noise", "n_examples")}
     return {
         "eps": cfg["datasets"][dataset]["threat"]["eps"],
         "settings": settings,

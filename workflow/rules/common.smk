@@ -94,9 +94,10 @@ def sanity_spec(wc):
     return json.dumps(spec, sort_keys=True)
 
 
-def _selected(section, seed):
-    seeds = section.get("seeds")
-    return seeds is None or int(seed) in seeds
+def _selected(section, seed, method, noise):
+    """A run is in a section's scope unless its seeds/methods/noise lists leave it out."""
+    return all(section.get(key) is None or value in section[key]
+               for key, value in (("seeds", int(seed)), ("methods", method), ("noise", noise)))
 
 
 RUN = f"{RESULTS}/{{dataset}}/{{noise}}/{{arch}}/{{method}}/seed{{seed}}"
@@ -118,7 +119,7 @@ def all_transfer_evaluations():
     tr = config["transfer"]
     if not tr["sources"] or not tr["attacks"]:
         return []
-    return [f for *_, seed, run in runs() if _selected(tr, seed) for f in transfer_outputs(run)]
+    return [f for _, noise, _, method, seed, run in runs() if _selected(tr, seed, method, noise) for f in transfer_outputs(run)]
 
 
 def transfer_jobs(wc):
@@ -140,7 +141,7 @@ def all_calibrations():
     cal = config["calibration"]
     if not cal["enabled"]:
         return []
-    return [f for *_, seed, run in runs() if _selected(cal, seed) for f in calibration_outputs(run)]
+    return [f for _, noise, _, method, seed, run in runs() if _selected(cal, seed, method, noise) for f in calibration_outputs(run)]
 
 
 def sanity_outputs(run):
@@ -151,7 +152,7 @@ def all_sanity_reports():
     san = config["sanity"]
     if not san["enabled"]:
         return []
-    return [f for *_, seed, run in runs() if _selected(san, seed) for f in sanity_outputs(run)]
+    return [f for _, noise, _, method, seed, run in runs() if _selected(san, seed, method, noise) for f in sanity_outputs(run)]
 
 
 def table_outputs():
