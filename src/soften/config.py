@@ -94,11 +94,32 @@ def check_references(cfg: dict[str, Any]) -> None:
             raise ConfigError(f"invalid config at 'experiment/methods': {err}") from None
         for dataset in exp["datasets"]:
             teacher_chain(cfg, dataset, method)
-    from soften.evaluation.attacks import ATTACK_KINDS
-
     for name, attack in cfg["evaluation"]["attacks"].items():
-        if attack["kind"] not in ATTACK_KINDS:
-            raise ConfigError(f"invalid config at 'evaluation/attacks/{name}/kind': unknown kind {attack['kind']!r}; known: {sorted(ATTACK_KINDS)}")
+        _check_attack(f"evaluation/attacks/{name}", attack)
+    transfer = cfg.get("transfer", {})
+    for name, source in transfer.get("sources", {}).items():
+        try:
+            parse_method(source["method"])
+        except ValueError as err:
+            raise ConfigError(f"invalid config at 'transfer/sources/{name}/method': {err}") from None
+    for name, attack in transfer.get("attacks", {}).items():
+        _check_attack(f"transfer/attacks/{name}", attack, kinds=("pgd", "cw"))
+    for name, attack in cfg.get("calibration", {}).get("inputs", {}).items():
+        _check_attack(f"calibration/inputs/{name}", attack, kinds=("natural", "pgd", "cw", "square", "autoattack"))
+
+
+def _check_attack(where: str, attack: dict[str, Any], kinds: tuple[str, ...] | None = None) -> None:
+    """The attack kind exists (and is allowed here) and takes every given key."""
+    from soften.evaluation.attacks import ATTACK_KINDS, KIND_PARAMS, SHARED_KEYS
+
+    kind = attack["kind"]
+    allowed = kinds or tuple(sorted(ATTACK_KINDS))
+    if kind not in ATTACK_KINDS or kind not in allowed:
+        raise ConfigError(f"invalid config at '{where}/kind': unknown kind {kind!r}; known: {sorted(allowed)}")
+    unknown = sorted(set(attack) - SHARED_KEYS - KIND_PARAMS[kind])
+    if unknown:
+        raise ConfigError(f"invalid config at '{where}': unknown keys {unknown} for kind {kind!r}; "
+                          f"known: {sorted(KIND_PARAMS[kind] | SHARED_KEYS)}")
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -222,13 +243,81 @@ def resolve_eval(cfg: dict[str, Any], dataset: str, attack: str) -> dict[str, An
     ev = cfg["evaluation"]
     if attack not in ev["attacks"]:
         raise ConfigError(f"attack {attack!r} has no entry under 'evaluation/attacks'")
-    threat = cfg["datasets"][dataset]["threat"]
-    params = {"eps": threat["eps"], **ev["attacks"][attack]}
+    entry = ev["attacks"][attack]
     return {
         "attack": attack,
-        "params": params,
+        "params": attack_params(cfg, dataset, entry),
         "batch_size": ev["batch_size"],
-        "n_examples": ev["n_examples"],
+        "n_examples": entry.get("n_examples", ev["n_examples"]),
+        "device": cfg["device"],
+        "threads": cfg["threads"],
+    }
+
+
+#: Keys of an attack entry that choose what is evaluated, not how it is attacked.
+SELECTION_KEYS = ("n_examples", "checkpoints", "seeds", "methods", "noise")
+
+
+def attack_params(cfg: dict[str, Any], dataset: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """An attack entry's parameters with the dataset's eps filled in (an explicit eps wins)."""
+    threat = cfg["datasets"][dataset]["threat"]
+    return {"eps": threat["eps"], **{k: v for k, v in entry.items() if k not in SELECTION_KEYS}}
+
+
+def attack_applies(cfg: dict[str, Any], attack: str, ckpt: str, seed: int | str, *, method: str | None = None,
+                   noise: str | None = None) -> bool:
+    """Whether evaluation attack ``attack`` runs on this checkpoint. An entry's
+    ``checkpoints``, ``seeds``, ``methods`` and ``noise`` lists narrow it (e.g. to
+    keep AutoAttack within a CPU budget); absent means all."""
+    entry = cfg["evaluation"]["attacks"][attack]
+    return (ckpt in entry.get("checkpoints", [ckpt]) and int(seed) in entry.get("seeds", [int(seed)])
+            and (method is None or method in entry.get("methods", [method]))
+            and (noise is None or noise in entry.get("noise", [noise])))
+
+
+def transfer_source_run(cfg: dict[str, Any], dataset: str, source: str) -> str:
+    """Path of the source checkpoint a transfer set is crafted on."""
+    src = cfg["transfer"]["sources"][source]
+    return f"{run_dir(cfg, dataset, src['noise'], src['arch'], src['method'], src['seed'])}/{src['checkpoint']}.pt"
+
+
+def resolve_transfer(cfg: dict[str, Any], dataset: str, source: str, attack: str) -> dict[str, Any]:
+    tr = cfg["transfer"]
+    if source not in tr["sources"]:
+        raise ConfigError(f"transfer source {source!r} has no entry under 'transfer/sources'")
+    if attack not in tr["attacks"]:
+        raise ConfigError(f"transfer attack {attack!r} has no entry under 'transfer/attacks'")
+    return {
+        "source": source,
+        "attack": attack,
+        "params": attack_params(cfg, dataset, tr["attacks"][attack]),
+        "n_examples": tr["attacks"][attack].get("n_examples", tr["n_examples"]),
+        "batch_size": cfg["evaluation"]["batch_size"],
+        "device": cfg["device"],
+        "threads": cfg["threads"],
+    }
+
+
+def resolve_calibration(cfg: dict[str, Any], dataset: str) -> dict[str, Any]:
+    cal = cfg["calibration"]
+    return {
+        "inputs": {name: attack_params(cfg, dataset, entry) for name, entry in cal["inputs"].items()},
+        "n_bins": cal["n_bins"],
+        "n_examples": cal["n_examples"],
+        "batch_size": cfg["evaluation"]["batch_size"],
+        "device": cfg["device"],
+        "threads": cfg["threads"],
+    }
+
+
+def resolve_sanity(cfg: dict[str, Any], dataset: str) -> dict[str, Any]:
+    san = cfg["sanity"]
+    settings = {k: v for k, v in san.items() if k not in ("enabled", "checkpoints", "seeds", "methods", "noise", "n_examples")}
+    return {
+        "eps": cfg["datasets"][dataset]["threat"]["eps"],
+        "settings": settings,
+        "n_examples": san["n_examples"],
+        "batch_size": cfg["evaluation"]["batch_size"],
         "device": cfg["device"],
         "threads": cfg["threads"],
     }

@@ -27,6 +27,7 @@ wildcard_constraints:
     seed="[0-9]+",
     ckpt="best|final",
     attack="[A-Za-z0-9_-]+",
+    source="[A-Za-z0-9_-]+",
 
 
 def run_dirs():
@@ -57,10 +58,118 @@ def eval_spec(wc):
     return json.dumps(spec, sort_keys=True)
 
 
+def runs():
+    """(dataset, noise, arch, method, seed, run directory) of every run in the grid."""
+    return [
+        (d, n, a, m, s, sc.run_dir(config, d, n, a, m, s))
+        for d in EXP["datasets"]
+        for n in EXP["noise"]
+        for a in EXP["archs"]
+        for m in EXP["methods"]
+        for s in EXP["seeds"]
+    ]
+
+
 def all_evaluations():
+    # An attack entry's checkpoints/seeds/methods/noise may narrow where it runs (e.g. AutoAttack).
     return [
         f"{run}/eval/{ckpt}-{attack}.json"
-        for run in run_dirs()
+        for _, noise, _, method, seed, run in runs()
         for ckpt in config["evaluation"]["checkpoints"]
         for attack in config["evaluation"]["attacks"]
+        if sc.attack_applies(config, attack, ckpt, seed, method=method, noise=noise)
     ]
+
+
+def transfer_spec(wc):
+    spec = sc.resolve_transfer(config, wc.dataset, wc.source, wc.attack)
+    spec["device"] = DEVICE
+    return json.dumps(spec, sort_keys=True)
+
+
+def calibration_spec(wc):
+    spec = sc.resolve_calibration(config, wc.dataset)
+    spec["device"] = DEVICE
+    return json.dumps(spec, sort_keys=True)
+
+
+def sanity_spec(wc):
+    spec = sc.resolve_sanity(config, wc.dataset)
+    spec["device"] = DEVICE
+    return json.dumps(spec, sort_keys=True)
+
+
+def _selected(section, seed, method, noise):
+    """A run is in a section's scope unless its seeds/methods/noise lists leave it out."""
+    return all(section.get(key) is None or value in section[key]
+               for key, value in (("seeds", int(seed)), ("methods", method), ("noise", noise)))
+
+
+RUN = f"{RESULTS}/{{dataset}}/{{noise}}/{{arch}}/{{method}}/seed{{seed}}"
+
+
+def transfer_sets(dataset):
+    tr = config["transfer"]
+    return [f"{RESULTS}/{dataset}/transfer/{s}/{a}.pt" for s in tr["sources"] for a in tr["attacks"]]
+
+
+def transfer_outputs(run):
+    """One JSON per (target checkpoint, source, attack), written by one job per run."""
+    tr = config["transfer"]
+    return [f"{run}/transfer/{s}/{c}-{a}.json" for c in tr["checkpoints"] for s in tr["sources"] for a in tr["attacks"]]
+
+
+def all_transfer_evaluations():
+    """Every target run x checkpoint x source x transfer attack; each set is crafted once."""
+    tr = config["transfer"]
+    if not tr["sources"] or not tr["attacks"]:
+        return []
+    return [f for _, noise, _, method, seed, run in runs() if _selected(tr, seed, method, noise) for f in transfer_outputs(run)]
+
+
+def transfer_jobs(wc):
+    """(target checkpoint, transfer set, output JSON) triples of one evaluate_transfer job."""
+    tr = config["transfer"]
+    run = sc.run_dir(config, wc.dataset, wc.noise, wc.arch, wc.method, wc.seed)
+    return [
+        {"checkpoint": f"{run}/{c}.pt", "crafted": f"{RESULTS}/{wc.dataset}/transfer/{s}/{a}.pt",
+         "out": f"{run}/transfer/{s}/{c}-{a}.json"}
+        for c in tr["checkpoints"] for s in tr["sources"] for a in tr["attacks"]
+    ]
+
+
+def calibration_outputs(run):
+    return [f"{run}/calibration/{c}.json" for c in config["calibration"]["checkpoints"]]
+
+
+def all_calibrations():
+    cal = config["calibration"]
+    if not cal["enabled"]:
+        return []
+    return [f for _, noise, _, method, seed, run in runs() if _selected(cal, seed, method, noise) for f in calibration_outputs(run)]
+
+
+def sanity_outputs(run):
+    return [f"{run}/sanity/{c}.json" for c in config["sanity"]["checkpoints"]]
+
+
+def all_sanity_reports():
+    san = config["sanity"]
+    if not san["enabled"]:
+        return []
+    return [f for _, noise, _, method, seed, run in runs() if _selected(san, seed, method, noise) for f in sanity_outputs(run)]
+
+
+def table_outputs():
+    out = {
+        "md": f"{RESULTS}/tables/main.md",
+        "csv": f"{RESULTS}/tables/main.csv",
+        "tex": f"{RESULTS}/tables/main.tex",
+        "runs": f"{RESULTS}/tables/runs.csv",
+    }
+    for name, present in (("transfer", all_transfer_evaluations()), ("calibration", all_calibrations()),
+                          ("sanity", all_sanity_reports())):
+        if present:
+            out[f"{name}_md"] = f"{RESULTS}/tables/{name}.md"
+            out[f"{name}_csv"] = f"{RESULTS}/tables/{name}.csv"
+    return out

@@ -1,17 +1,19 @@
-# tables: tidy CSV + paper-style Markdown/CSV/LaTeX tables from every evaluation.
+# tables: tidy CSV + paper-style Markdown/CSV/LaTeX tables from every evaluation,
+# plus transfer / calibration / sanity tables when those are configured.
 
 
 rule tables:
     input:
         all_evaluations(),
+        all_transfer_evaluations(),
+        all_calibrations(),
+        all_sanity_reports(),
     output:
-        md=f"{RESULTS}/tables/main.md",
-        csv=f"{RESULTS}/tables/main.csv",
-        tex=f"{RESULTS}/tables/main.tex",
-        runs=f"{RESULTS}/tables/runs.csv",
+        **table_outputs(),
     params:
         methods=",".join(EXP["methods"]),
         attacks=",".join(config["evaluation"]["attacks"]),
+        transfer=",".join(config["transfer"]["attacks"]) or "none",
         out_dir=lambda wc, output: str(Path(output.md).parent),
     # Ignored unless run with --sdm conda; the default route is the project venv.
     conda:
@@ -20,7 +22,7 @@ rule tables:
         f"{RESULTS}/logs/tables.log",
     shell:
         "python -m soften tables {input:q} --out-dir {params.out_dir:q} "
-        "--methods {params.methods:q} --attacks {params.attacks:q} > {log:q} 2>&1"
+        "--methods {params.methods:q} --attacks {params.attacks:q} --transfer-attacks {params.transfer:q} > {log:q} 2>&1"
 
 
 def curve_figures():

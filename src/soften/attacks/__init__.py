@@ -4,6 +4,7 @@ L-inf eps-ball of the input. Attacks never change the model's train/eval mode:
 callers choose it explicitly with :func:`model_mode`.
 """
 
+from soften.attacks.cw import cw_loss, logit_margin
 from soften.attacks.pgd import LOSSES, ce_loss, model_mode, pgd
 
-__all__ = ["LOSSES", "ce_loss", "model_mode", "pgd"]
+__all__ = ["LOSSES", "ce_loss", "cw_loss", "logit_margin", "model_mode", "pgd"]

@@ -19,7 +19,14 @@ def ce_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.float(), y, reduction="none")
 
 
-LOSSES: dict[str, LossFn] = {"ce": ce_loss}
+def _cw(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    from soften.attacks.cw import cw_loss
+
+    return cw_loss(logits, y)
+
+
+#: Named losses for ``pgd(loss=...)``: cross-entropy and the CW-inf margin (kappa 50).
+LOSSES: dict[str, LossFn] = {"ce": ce_loss, "cw": _cw}
 
 
 @contextlib.contextmanager

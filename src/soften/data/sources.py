@@ -1,7 +1,8 @@
 """Raw dataset sources. Each builder returns a ``RawDataset`` (train + test, uint8 NHWC).
 
-Later dataset families (CIFAR, SVHN, TinyImageNet) register here too; the fetch
-stage turns any ``RawDataset`` into the one npz format.
+Dataset families: ``digits`` (here), ``cifar10``/``cifar100`` (cifar.py),
+``svhn`` (svhn.py), ``tinyimagenet`` (tinyimagenet.py) and ``cifar10-mini``
+(mini.py); the fetch stage turns any ``RawDataset`` into the one npz format.
 """
 
 from __future__ import annotations
@@ -48,4 +49,25 @@ def digits(options: dict[str, Any]) -> RawDataset:
     )
 
 
-BUILDERS: dict[str, Callable[[dict[str, Any]], RawDataset]] = {"digits": digits}
+def _lazy(module: str, name: str) -> Callable[[dict[str, Any]], RawDataset]:
+    """A builder imported on first use (the modules import this one)."""
+
+    def build(options: dict[str, Any]) -> RawDataset:
+        import importlib
+
+        return getattr(importlib.import_module(f"soften.data.{module}"), name)(options)
+
+    build.__name__ = name
+    build.__qualname__ = name
+    build.__doc__ = f"See soften.data.{module}.{name}."
+    return build
+
+
+BUILDERS: dict[str, Callable[[dict[str, Any]], RawDataset]] = {
+    "digits": digits,
+    "cifar10": _lazy("cifar", "cifar10"),
+    "cifar100": _lazy("cifar", "cifar100"),
+    "svhn": _lazy("svhn", "svhn"),
+    "tinyimagenet": _lazy("tinyimagenet", "tinyimagenet"),
+    "cifar10-mini": _lazy("mini", "cifar10_mini"),
+}

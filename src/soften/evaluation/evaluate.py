@@ -1,9 +1,14 @@
-"""The evaluate stage: one checkpoint x one attack -> one JSON."""
+"""The evaluate stage: one checkpoint x one attack -> one JSON.
+
+The JSON carries the accuracy, the per-example "still correct" flags
+(``mask``, see :func:`soften.evaluation.common.decode_mask`; example ``i`` is
+test example ``i``) and attack-specific details such as AutoAttack's robust
+count after each of its attacks.
+"""
 
 from __future__ import annotations
 
 import logging
-import platform
 import sys
 import time
 from pathlib import Path
@@ -13,14 +18,34 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-import soften
-from soften.config import resolve_device
-from soften.data import DeviceData, load_dataset_npz
-from soften.evaluation.attacks import ATTACK_KINDS
+from soften.evaluation.attacks import ATTACK_KINDS, AttackOutput
+from soften.evaluation.common import encode_mask, load_eval_model, load_test, provenance, run_fields, setup_device
 from soften.io import save_json
-from soften.training.checkpoint import load_model
 
 log = logging.getLogger("soften.evaluate")
+
+
+def attack_dataset(model, test, fn, params: dict[str, Any], batch_size: int, *, desc: str, show: bool,
+                   keep_adv: bool = False) -> tuple[np.ndarray, dict[str, Any], torch.Tensor | None]:
+    """Run attack ``fn`` over ``test``; returns (mask, details, adversarial inputs or None)."""
+    masks, advs, details = [], [], {}
+    if getattr(fn, "whole_set", False):
+        chunks = [(test.images.float().div(255.0), test.labels)] if len(test) else []
+        params = {**params, "progress": show}
+    else:
+        chunks = test.batches(batch_size)
+    total = 1 if getattr(fn, "whole_set", False) else -(-len(test) // batch_size)
+    for x, y in tqdm(chunks, total=total, desc=desc, disable=not show or getattr(fn, "whole_set", False)):
+        out = fn(model, x, y, params)
+        if isinstance(out, AttackOutput):
+            details = out.details
+            if keep_adv:
+                advs.append(out.x_adv.cpu() if out.x_adv is not None else None)
+            out = out.mask
+        masks.append(out.cpu())
+    mask = torch.cat(masks).numpy().astype(bool) if masks else np.zeros(0, bool)
+    x_adv = torch.cat(advs) if keep_adv and advs and all(a is not None for a in advs) else None
+    return mask, details, x_adv
 
 
 def evaluate_checkpoint(checkpoint: str | Path, dataset_npz: str | Path, spec: dict[str, Any], out: str | Path | None = None, *, progress: bool | None = None) -> dict[str, Any]:
@@ -33,32 +58,24 @@ def evaluate_checkpoint(checkpoint: str | Path, dataset_npz: str | Path, spec: d
     kind = params["kind"]
     if kind not in ATTACK_KINDS:
         raise ValueError(f"unknown attack kind {kind!r}; known: {sorted(ATTACK_KINDS)}")
-    device = torch.device(resolve_device(spec["device"]))
-    if device.type == "cpu":
-        torch.set_num_threads(int(spec.get("threads", 1)))
+    device = setup_device(spec)
     torch.manual_seed(int(params.get("seed", 0)))
-    model, ckpt = load_model(checkpoint, device)
-    model.float().eval()
-    arrays = load_dataset_npz(dataset_npz)
-    test = DeviceData.from_numpy(arrays["x_test"], arrays["y_test"], device).head(spec.get("n_examples"))
-    fn = ATTACK_KINDS[kind]
+    model, ckpt = load_eval_model(checkpoint, device)
+    test = load_test(dataset_npz, spec.get("n_examples"), device)
     show = sys.stderr.isatty() if progress is None else progress
-    masks = []
     start = time.time()
-    batches = list(range(0, len(test), spec["batch_size"]))
-    for x, y in tqdm(test.batches(spec["batch_size"]), total=len(batches), desc=f"{spec['attack']}", disable=not show):
-        masks.append(fn(model, x, y, params).cpu())
-    mask = torch.cat(masks).numpy().astype(bool) if masks else np.zeros(0, bool)
-    run = ckpt["spec"]
+    mask, details, _ = attack_dataset(model, test, ATTACK_KINDS[kind], params, spec["batch_size"],
+                                      desc=spec["attack"], show=show)
     result = {
-        "dataset": run["dataset"], "noise": run["noise"], "arch": run["arch"], "method": run["method"],
-        "seed": run["seed"], "checkpoint": Path(checkpoint).stem, "checkpoint_epoch": ckpt["epoch"],
+        **run_fields(ckpt, checkpoint),
+        "record": "evaluation",
         "attack": spec["attack"], "params": params,
         "n": int(mask.size), "correct": int(mask.sum()),
         "accuracy": float(mask.mean()) if mask.size else float("nan"),
+        "mask": encode_mask(mask),
+        "details": details,
         "seconds": round(time.time() - start, 3),
-        "device": str(device), "torch": torch.__version__, "soften": soften.__version__,
-        "python": platform.python_version(),
+        **provenance(device),
     }
     if out is not None:
         save_json(result, out)

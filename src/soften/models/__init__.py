@@ -7,12 +7,13 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from soften.models.cnn import SmallCNN
+from soften.models.cnn import SmallCNN, wide_cnn
 from soften.models.normalize import Normalized
 from soften.models.resnet import preact_resnet18, resnet18, resnet34, resnet50, wide_resnet34_10
 
 ARCHS: dict[str, Callable[..., nn.Module]] = {
     "cnn": SmallCNN,
+    "cnn-wide": wide_cnn,
     "preactresnet18": preact_resnet18,
     "resnet18": resnet18,
     "resnet34": resnet34,

@@ -31,3 +31,10 @@ class SmallCNN(nn.Module):
 
     def forward(self, x):
         return self.head(self.features(x))
+
+
+def wide_cnn(num_classes: int = 10, in_channels: int = 1) -> SmallCNN:
+    """SmallCNN at twice the width (32/64 channels, ~4x the parameters): a
+    bigger, different source model for black-box transfer attacks on the CPU
+    demo, as SGLR crafts on ResNet-34/50 to attack ResNet-18."""
+    return SmallCNN(num_classes=num_classes, in_channels=in_channels, width=32)

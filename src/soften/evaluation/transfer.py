@@ -1,0 +1,113 @@
+"""Black-box transfer attacks (SGLR Tab. B.3).
+
+Adversarial examples are crafted once on a source model (e.g. a ResNet-34 or
+ResNet-50 trained with PGD-AT by the same pipeline) with a white-box attack
+(PGD-10 or CW-inf) and saved as an artifact; every target checkpoint is then
+evaluated on that same set. Targets never see the source's gradients.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from soften.evaluation.attacks import ATTACK_KINDS, pgd_examples
+from soften.evaluation.common import encode_mask, load_eval_model, load_test, provenance, run_fields, setup_device
+from soften.io import file_digest, load_torch, save_json, save_torch
+
+log = logging.getLogger("soften.transfer")
+
+FORMAT = "soften-transfer-v1"
+
+
+def craft_examples(model, x: torch.Tensor, y: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
+    kind = params["kind"]
+    if kind == "pgd":
+        return pgd_examples(model, x, y, params)
+    if kind == "cw":
+        from soften.attacks.cw import DEFAULT_KAPPA, cw_loss
+
+        kappa = float(params.get("kappa", DEFAULT_KAPPA))
+        return pgd_examples(model, x, y, {"steps": 20, **params}, loss=lambda z, t: cw_loss(z, t, kappa))
+    raise ValueError(f"transfer attacks craft with kind 'pgd' or 'cw', got {kind!r}")
+
+
+def craft_transfer(source_checkpoint: str | Path, dataset_npz: str | Path, spec: dict[str, Any], out: str | Path,
+                   *, progress: bool | None = None) -> dict[str, Any]:
+    """Craft adversarial test examples on the source model and save them to ``out`` (.pt).
+
+    ``spec``: ``source`` (name), ``attack`` (name), ``params`` (kind pgd|cw, eps,
+    steps, ...), ``n_examples``, ``batch_size``, ``device``, ``threads``.
+    """
+    params = spec["params"]
+    if params["kind"] not in ATTACK_KINDS:
+        raise ValueError(f"unknown attack kind {params['kind']!r}")
+    device = setup_device(spec)
+    torch.manual_seed(int(params.get("seed", 0)))
+    model, ckpt = load_eval_model(source_checkpoint, device)
+    test = load_test(dataset_npz, spec.get("n_examples"), device)
+    show = sys.stderr.isatty() if progress is None else progress
+    start = time.time()
+    advs, correct = [], 0
+    for x, y in tqdm(test.batches(spec["batch_size"]), total=-(-len(test) // spec["batch_size"]),
+                     desc=f"craft {spec['attack']}", disable=not show):
+        x_adv = craft_examples(model, x, y, params)
+        with torch.no_grad():
+            correct += int((model(x_adv).argmax(1) == y).sum())
+        advs.append(x_adv.cpu())
+    x_adv = torch.cat(advs) if advs else torch.zeros((0, *test.images.shape[1:]))
+    n = len(test)
+    meta = {
+        "source_name": spec.get("source"), "source": run_fields(ckpt, source_checkpoint),
+        "source_checkpoint": str(source_checkpoint), "attack": spec["attack"], "params": params,
+        "n": n, "source_accuracy": correct / n if n else float("nan"),
+        "dataset_npz": str(dataset_npz), "dataset_sha256": file_digest(dataset_npz),
+        "seconds": round(time.time() - start, 3), **provenance(device),
+    }
+    save_torch({"format": FORMAT, "x_adv": x_adv.float(), "y": test.labels.cpu(), "meta": meta}, out)
+    log.info("crafted %d %s examples on %s (source accuracy %.4f)", n, spec["attack"], source_checkpoint, meta["source_accuracy"])
+    return meta
+
+
+def load_crafted(path: str | Path) -> dict[str, Any]:
+    crafted = load_torch(path)
+    if not isinstance(crafted, dict) or crafted.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a soften transfer set")
+    return crafted
+
+
+def evaluate_transfer(target_checkpoint: str | Path, crafted_path: str | Path, spec: dict[str, Any], out: str | Path | None = None) -> dict[str, Any]:
+    """Accuracy of the target checkpoint on a crafted transfer set (one JSON)."""
+    device = setup_device(spec)
+    model, ckpt = load_eval_model(target_checkpoint, device)
+    crafted = load_crafted(crafted_path)
+    source_dataset, target_dataset = crafted["meta"]["source"]["dataset"], ckpt["spec"]["dataset"]
+    if source_dataset != target_dataset:
+        raise ValueError(f"{crafted_path} was crafted on {source_dataset!r} but {target_checkpoint} is a {target_dataset!r} model")
+    start = time.time()
+    x_adv, y = crafted["x_adv"], crafted["y"]
+    masks = []
+    with torch.no_grad():
+        for i in range(0, len(y), spec["batch_size"]):
+            xb, yb = x_adv[i:i + spec["batch_size"]].to(device), y[i:i + spec["batch_size"]].to(device)
+            masks.append((model(xb).argmax(1) == yb).cpu())
+    mask = torch.cat(masks) if masks else torch.zeros(0, dtype=torch.bool)
+    meta = crafted["meta"]
+    n = int(mask.numel())
+    result = {
+        **run_fields(ckpt, target_checkpoint), "record": "transfer",
+        "source_name": meta["source_name"], "source": meta["source"], "attack": meta["attack"], "params": meta["params"],
+        "crafted": str(crafted_path), "source_accuracy": meta["source_accuracy"],
+        "n": n, "correct": int(mask.sum()), "accuracy": float(mask.float().mean()) if n else float("nan"),
+        "mask": encode_mask(mask), "seconds": round(time.time() - start, 3), **provenance(device),
+    }
+    if out is not None:
+        save_json(result, out)
+    log.info("%s on %s: %d/%d = %.4f", target_checkpoint, crafted_path, result["correct"], n, result["accuracy"])
+    return result
