@@ -1,6 +1,7 @@
 """End to end: the real Snakemake workflow on a tiny digits config in a temp dir."""
 
 import csv
+import json
 import subprocess
 import sys
 
@@ -58,3 +59,33 @@ def test_pipeline_end_to_end_then_nothing_to_do(repo, default_config, tmp_path, 
     second = snakemake(repo, tmp_path, cfg, subprocess_env)
     assert second.returncode == 0
     assert "Nothing to be done" in second.stdout + second.stderr
+
+
+def test_every_evaluation_rule_runs_on_a_tiny_grid(repo, default_config, tmp_path, subprocess_env):
+    """The default config's whole evaluation suite (AutoAttack, CW, transfer,
+    calibration, sanity), shrunk to one 2-epoch run and a few test images."""
+    tiny = {
+        "experiment": {"noise": ["none"], "methods": ["pgd-at"], "seeds": [0]},
+        "datasets": {"digits": {"training": {"epochs": 2, "lr_milestones": [1]},
+                                "threat": {"eps": 0.1, "alpha": 0.05, "steps": 2}}},
+        "evaluation": {"n_examples": 40, "attacks": {"aa": {"n_examples": 10, "methods": ["pgd-at"],
+                                                            "checkpoints": ["best"]}}},
+        "transfer": {"sources": {"cnn-at-s100": {"seed": 100}}},
+        "calibration": {"n_examples": 20, "methods": ["pgd-at"],
+                        "inputs": {"square": {"settings": {"square.n_queries": 50}}}},
+        "sanity": {"n_examples": 20, "methods": ["pgd-at"]},
+    }
+    cfg = write_config(tmp_path / "tiny.yaml", default_config, **tiny)
+    proc = snakemake(repo, tmp_path, cfg, subprocess_env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    tables = tmp_path / "results" / "tables"
+    header = next(l for l in (tables / "main.md").read_text().splitlines() if l.startswith("|"))
+    for column in ("natural Best", "pgd20 Best", "cw20 Final", "aa Best"):
+        assert column in header
+    for name in ("transfer", "calibration", "sanity"):
+        assert "pgd-at" in (tables / f"{name}.md").read_text(), name
+    run = tmp_path / "results" / "digits" / "none" / "cnn" / "pgd-at" / "seed0"
+    aa = json.loads((run / "eval" / "best-aa.json").read_text())
+    assert aa["n"] == 10 and not (run / "eval" / "final-aa.json").exists()
+    crafted = list((tmp_path / "results" / "digits" / "transfer" / "cnn-at-s100").glob("*.pt"))
+    assert sorted(p.stem for p in crafted) == ["cw20", "pgd10"]

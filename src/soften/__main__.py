@@ -66,7 +66,12 @@ def cmd_evaluate(args):
     from soften.evaluation import evaluate_checkpoint
 
     spec = _spec(args, lambda cfg: resolve_eval(cfg, args.dataset, args.attack))
-    evaluate_checkpoint(args.checkpoint, args.dataset_npz, spec, args.out)
+    # A JSON list of specs evaluates several attacks in one process, one --out each.
+    specs = spec if isinstance(spec, list) else [spec]
+    if len(specs) != len(args.out):
+        raise ConfigError(f"give one --out per attack spec ({len(specs)} specs, {len(args.out)} outputs)")
+    for one, out in zip(specs, args.out):
+        evaluate_checkpoint(args.checkpoint, args.dataset_npz, one, out)
 
 
 def _pairs(args):
@@ -167,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config")
     s.add_argument("--dataset")
     s.add_argument("--attack")
-    s.add_argument("--out", required=True)
+    s.add_argument("--out", required=True, nargs="+", help="one JSON path per attack spec")
     s.set_defaults(func=cmd_evaluate)
 
     for name, helptext, func in (("calibrate", "ECE and reliability data of checkpoints", cmd_calibrate),

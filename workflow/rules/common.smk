@@ -1,5 +1,6 @@
 # Config validation and the helpers every rule file uses.
 import json
+import re
 
 from snakemake.utils import validate
 
@@ -52,10 +53,26 @@ def run_spec(wc):
     return json.dumps(spec, sort_keys=True)
 
 
-def eval_spec(wc):
-    spec = sc.resolve_eval(config, wc.dataset, wc.attack)
+# Attacks that run on every checkpoint share one evaluate job per checkpoint: a
+# job's start-up (importing torch) costs more than a digits attack. Attacks
+# narrowed to some runs (e.g. AutoAttack on a subset) get a job each.
+ATTACKS = config["evaluation"]["attacks"]
+SHARED_ATTACKS = [a for a, e in ATTACKS.items() if not any(k in e for k in ("checkpoints", "seeds", "methods", "noise"))]
+OWN_ATTACKS = [a for a in ATTACKS if a not in SHARED_ATTACKS]
+
+
+def _eval_spec(dataset, attack):
+    spec = sc.resolve_eval(config, dataset, attack)
     spec["device"] = DEVICE
-    return json.dumps(spec, sort_keys=True)
+    return spec
+
+
+def eval_spec(wc):
+    return json.dumps(_eval_spec(wc.dataset, wc.attack), sort_keys=True)
+
+
+def shared_eval_specs(wc):
+    return json.dumps([_eval_spec(wc.dataset, a) for a in SHARED_ATTACKS], sort_keys=True)
 
 
 def runs():
@@ -173,3 +190,17 @@ def table_outputs():
             out[f"{name}_md"] = f"{RESULTS}/tables/{name}.md"
             out[f"{name}_csv"] = f"{RESULTS}/tables/{name}.csv"
     return out
+
+
+def curve_figures():
+    return [
+        f"{RESULTS}/figures/curves-{d}-{n}-{a}.png"
+        for d in EXP["datasets"]
+        for n in EXP["noise"]
+        for a in EXP["archs"]
+    ]
+
+
+def teacher_checkpoints(wc):
+    spec = sc.resolve_run(config, wc.dataset, wc.noise, wc.arch, wc.method, int(wc.seed))
+    return [t["checkpoint"] for t in spec.get("teachers", [])]

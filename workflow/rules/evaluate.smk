@@ -1,25 +1,51 @@
 # evaluate: one JSON per (run, checkpoint, attack); fp32, eval mode, test split.
 
+if SHARED_ATTACKS:
 
-rule evaluate:
-    input:
-        ckpt=f"{RESULTS}/{{dataset}}/{{noise}}/{{arch}}/{{method}}/seed{{seed}}/{{ckpt}}.pt",
-        npz=rules.fetch.output.npz,
-    output:
-        f"{RESULTS}/{{dataset}}/{{noise}}/{{arch}}/{{method}}/seed{{seed}}/eval/{{ckpt}}-{{attack}}.json",
-    params:
-        spec=eval_spec,
-    threads: config["threads"]
-    resources:
-        gpu=GPU_JOBS,
-    # Ignored unless run with --sdm conda; the default route is the project venv.
-    conda:
-        "../../environment.yml"
-    log:
-        f"{RESULTS}/logs/evaluate/{{dataset}}/{{noise}}/{{arch}}/{{method}}/seed{{seed}}/{{ckpt}}-{{attack}}.log",
-    shell:
-        "python -m soften evaluate --checkpoint {input.ckpt:q} --dataset-npz {input.npz:q} "
-        "--spec {params.spec:q} --out {output:q} > {log:q} 2>&1"
+    rule evaluate:
+        input:
+            ckpt=f"{RUN}/{{ckpt}}.pt",
+            npz=rules.fetch.output.npz,
+        output:
+            [f"{RUN}/eval/{{ckpt}}-{attack}.json" for attack in SHARED_ATTACKS],
+        params:
+            spec=shared_eval_specs,
+        threads: config["threads"]
+        resources:
+            gpu=GPU_JOBS,
+        # Ignored unless run with --sdm conda; the default route is the project venv.
+        conda:
+            "../../environment.yml"
+        log:
+            f"{RESULTS}/logs/evaluate/{{dataset}}/{{noise}}/{{arch}}/{{method}}/seed{{seed}}/{{ckpt}}.log",
+        shell:
+            "python -m soften evaluate --checkpoint {input.ckpt:q} --dataset-npz {input.npz:q} "
+            "--spec {params.spec:q} --out {output:q} > {log:q} 2>&1"
+
+
+if OWN_ATTACKS:
+
+    rule evaluate_one:
+        input:
+            ckpt=f"{RUN}/{{ckpt}}.pt",
+            npz=rules.fetch.output.npz,
+        output:
+            f"{RUN}/eval/{{ckpt}}-{{attack}}.json",
+        wildcard_constraints:
+            attack="|".join(map(re.escape, OWN_ATTACKS)),
+        params:
+            spec=eval_spec,
+        threads: config["threads"]
+        resources:
+            gpu=GPU_JOBS,
+        # Ignored unless run with --sdm conda; the default route is the project venv.
+        conda:
+            "../../environment.yml"
+        log:
+            f"{RESULTS}/logs/evaluate/{{dataset}}/{{noise}}/{{arch}}/{{method}}/seed{{seed}}/{{ckpt}}-{{attack}}.log",
+        shell:
+            "python -m soften evaluate --checkpoint {input.ckpt:q} --dataset-npz {input.npz:q} "
+            "--spec {params.spec:q} --out {output:q} > {log:q} 2>&1"
 
 
 # calibration: ECE + reliability data (SGLR Tab. B.1), if enabled; one job per

@@ -25,15 +25,6 @@ rule tables:
         "--methods {params.methods:q} --attacks {params.attacks:q} --transfer-attacks {params.transfer:q} > {log:q} 2>&1"
 
 
-def curve_figures():
-    return [
-        f"{RESULTS}/figures/curves-{d}-{n}-{a}.png"
-        for d in EXP["datasets"]
-        for n in EXP["noise"]
-        for a in EXP["archs"]
-    ]
-
-
 rule plots:
     input:
         [f"{run}/history.csv" for run in run_dirs()],

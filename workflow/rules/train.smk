@@ -4,11 +4,6 @@
 # their teachers' best.pt as inputs, so the teacher runs are trained first.
 
 
-def teacher_checkpoints(wc):
-    spec = sc.resolve_run(config, wc.dataset, wc.noise, wc.arch, wc.method, int(wc.seed))
-    return [t["checkpoint"] for t in spec.get("teachers", [])]
-
-
 rule train:
     input:
         npz=rules.fetch.output.npz,
