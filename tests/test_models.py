@@ -31,3 +31,6 @@ def test_parameter_counts_match_the_literature():
         net = ARCHS[arch](num_classes=10, in_channels=3)
         n = sum(p.numel() for p in net.parameters())
         assert 11.1e6 < n < 11.3e6, (arch, n)
+    # WRN-34-10 (Zagoruyko & Komodakis; the AT literature's large model): ~46.16M.
+    n = sum(p.numel() for p in ARCHS["wrn34-10"](num_classes=10, in_channels=3).parameters())
+    assert 46.1e6 < n < 46.2e6, n

@@ -104,25 +104,9 @@ class ResNet(nn.Module):
         return self.linear(out)
 
 
-class WideBlock(nn.Module):
-    def __init__(self, in_planes, planes, stride):
-        super().__init__()
-        self.bn1 = nn.BatchNorm2d(in_planes)
-        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.shortcut = None
-        if stride != 1 or in_planes != planes:
-            self.shortcut = nn.Conv2d(in_planes, planes, 1, stride, bias=False)
-
-    def forward(self, x):
-        out = F.relu(self.bn1(x))
-        shortcut = self.shortcut(out) if self.shortcut is not None else x
-        out = self.conv2(F.relu(self.bn2(self.conv1(out))))
-        return out + shortcut
-
-
 class WideResNet(nn.Module):
+    """WRN-depth-widen from pre-activation blocks (the AT literature's WRN-34-10)."""
+
     def __init__(self, depth=34, widen=10, num_classes=10, in_channels=3):
         super().__init__()
         n = (depth - 4) // 6
@@ -131,7 +115,7 @@ class WideResNet(nn.Module):
         blocks, in_planes = [], widths[0]
         for i, planes in enumerate(widths[1:]):
             for j in range(n):
-                blocks.append(WideBlock(in_planes, planes, (1 if i == 0 else 2) if j == 0 else 1))
+                blocks.append(PreActBlock(in_planes, planes, (1 if i == 0 else 2) if j == 0 else 1))
                 in_planes = planes
         self.blocks = nn.Sequential(*blocks)
         self.bn = nn.BatchNorm2d(in_planes)
