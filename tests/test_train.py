@@ -66,6 +66,28 @@ def test_rerunning_a_finished_run_restores_deleted_outputs_without_training(tiny
     assert_same_weights(weights(tmp_path / "run" / "final.pt"), expected)
 
 
+def test_a_run_moved_to_other_threads_still_resumes(tiny_spec, tmp_path):
+    spec = tiny_spec()
+    train(spec, tmp_path / "run", stop_after_epoch=2, progress=False)
+    history = train(dict(spec, threads=2, device="auto"), tmp_path / "run", progress=False)
+    first = load_torch(tmp_path / "run" / "last.pt")["history"][0]
+    assert [h["epoch"] for h in history] == [1, 2, 3] and history[0] == first
+
+
+def test_resume_refreshes_a_best_checkpoint_older_than_last_pt(tiny_spec, tmp_path):
+    spec = tiny_spec()
+    train(spec, tmp_path / "run", progress=False)
+    best = load_torch(tmp_path / "run" / "last.pt")["best"]
+    stale = load_torch(tmp_path / "run" / "best.pt")
+    stale["epoch"] = best["epoch"] + 7  # as if a kill had left another epoch's best.pt behind
+    stale["model"] = {k: torch.zeros_like(v) for k, v in stale["model"].items()}
+    torch.save(stale, tmp_path / "run" / "best.pt")
+    train(spec, tmp_path / "run", progress=False)  # resumes past the last epoch: trains nothing
+    refreshed = load_torch(tmp_path / "run" / "best.pt")
+    assert refreshed["epoch"] == best["epoch"]
+    assert_same_weights(refreshed["model"], best["model"])
+
+
 def test_changed_settings_do_not_resume_from_a_stale_checkpoint(tiny_spec, tmp_path):
     train(tiny_spec(), tmp_path / "run", stop_after_epoch=1, progress=False)
     history = train(tiny_spec(lr=0.05), tmp_path / "run", progress=False)
@@ -74,7 +96,8 @@ def test_changed_settings_do_not_resume_from_a_stale_checkpoint(tiny_spec, tmp_p
 
 @pytest.mark.slow
 def test_killed_process_resumes_to_the_same_weights(tiny_spec, tmp_path, subprocess_env):
-    spec = tiny_spec(epochs=4, lr_milestones=[3])
+    # 8 epochs: killed once 2 are done, leaving ample time on a fast machine.
+    spec = tiny_spec(epochs=8, lr_milestones=[6])
     train(spec, tmp_path / "straight", progress=False)
     cmd = [sys.executable, "-m", "soften", "train", "--spec", json.dumps(spec), "--out", str(tmp_path / "killed")]
     proc = subprocess.Popen(cmd, env=subprocess_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

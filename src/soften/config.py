@@ -16,6 +16,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from soften.devices import resolve_device  # noqa: F401  (re-exported)
 from soften.noise import parse_noise_name
 
 #: Training defaults; each can be overridden globally (``training:``) or per dataset.
@@ -28,7 +29,7 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "nesterov": False,
     "lr_milestones": [100, 150],  # Rice et al. piecewise schedule: /10 at 50% and 75%
     "lr_gamma": 0.1,
-    "attack_bn_mode": "train",  # reference code (Rice et al., TRADES) attacks in train mode
+    "attack_bn_mode": "train",  # as Rice et al., ADR and AWP code (TRADES' and TE's code attack in eval mode)
     "amp": "auto",             # bf16 autocast on CUDA, off on CPU
     "val_attack_steps": 10,    # PGD steps for per-epoch val/test monitoring
     "test_subset": 1000,       # test examples monitored per epoch (None = all)
@@ -156,12 +157,6 @@ def run_dir(cfg: dict[str, Any], dataset: str, noise: str, arch: str, method: st
     return f"{cfg['results_dir']}/{dataset}/{noise}/{arch}/{method}/seed{seed}"
 
 
-def resolve_device(name: str) -> str:
-    if name == "auto":
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
 
 
 def method_overrides(cfg: dict[str, Any], dataset: str) -> dict[str, dict[str, Any]]:

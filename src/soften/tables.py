@@ -103,7 +103,7 @@ def summary(df: pd.DataFrame, method_order: list[str] | None = None, attack_orde
 
 
 ACCURACY_NOTE = ("Accuracy (%) on the test split, mean ± std over seeds. Best = checkpoint with the highest "
-                 "validation robust accuracy; Final = last epoch; Diff = Best − Final. A value without ± comes "
+                 "validation robust accuracy (validation clean accuracy for `standard`); Final = last epoch; Diff = Best − Final. A value without ± comes "
                  "from a single seed (e.g. an attack configured for some seeds only).\n")
 
 

@@ -16,8 +16,15 @@ except sc.ConfigError as err:
 RESULTS = config["results_dir"]
 RESOURCES = config["resources_dir"]
 EXP = config["experiment"]
-DEVICE = sc.resolve_device(config["device"])
-GPU_JOBS = 1 if DEVICE.startswith("cuda") else 0
+# Jobs resolve `device` themselves (a login node may have no GPU while compute
+# nodes do); this host's view only decides whether jobs declare gpu=1.
+def _host_has_cuda():
+    import torch
+
+    return torch.cuda.is_available()
+
+
+GPU_JOBS = 1 if config["device"].startswith("cuda") or (config["device"] == "auto" and _host_has_cuda()) else 0
 
 
 wildcard_constraints:
@@ -49,7 +56,6 @@ def fetch_entry(dataset):
 
 def run_spec(wc):
     spec = sc.resolve_run(config, wc.dataset, wc.noise, wc.arch, wc.method, int(wc.seed))
-    spec["device"] = DEVICE
     return json.dumps(spec, sort_keys=True)
 
 
@@ -63,7 +69,6 @@ OWN_ATTACKS = [a for a in ATTACKS if a not in SHARED_ATTACKS]
 
 def _eval_spec(dataset, attack):
     spec = sc.resolve_eval(config, dataset, attack)
-    spec["device"] = DEVICE
     return spec
 
 
@@ -100,19 +105,16 @@ def all_evaluations():
 
 def transfer_spec(wc):
     spec = sc.resolve_transfer(config, wc.dataset, wc.source, wc.attack)
-    spec["device"] = DEVICE
     return json.dumps(spec, sort_keys=True)
 
 
 def calibration_spec(wc):
     spec = sc.resolve_calibration(config, wc.dataset)
-    spec["device"] = DEVICE
     return json.dumps(spec, sort_keys=True)
 
 
 def sanity_spec(wc):
     spec = sc.resolve_sanity(config, wc.dataset)
-    spec["device"] = DEVICE
     return json.dumps(spec, sort_keys=True)
 
 

@@ -35,7 +35,7 @@ rule evaluate_transfer:
     output:
         transfer_outputs(RUN),
     params:
-        spec=lambda wc: json.dumps({"batch_size": config["evaluation"]["batch_size"], "device": DEVICE,
+        spec=lambda wc: json.dumps({"batch_size": config["evaluation"]["batch_size"], "device": config["device"],
                                     "threads": config["threads"]}),
         jobs=lambda wc: json.dumps(transfer_jobs(wc)),
     threads: config["threads"]

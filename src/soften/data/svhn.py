@@ -29,6 +29,8 @@ def _split_options(options: dict[str, Any], split: str) -> dict[str, Any]:
         value = options.get(key)
         if isinstance(value, dict) and split in value:
             out[key] = value[split]
+        elif key == "md5" and key in options and value is None:
+            out[key] = None  # md5: null skips the check, as for every dataset
         elif value is not None and not isinstance(value, dict):
             raise ValueError(f"svhn option {key!r} must map split names (train, test) to values, got {value!r}")
     if options.get("path"):

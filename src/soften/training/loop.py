@@ -128,6 +128,22 @@ def train_step(batch: Batch, *, objective, refiner, extras, optimizer, autocast)
     return loss.detach(), out.logits_adv.detach(), grad_norm
 
 
+#: Spec keys that say where a run executes, not what it computes: a run moved to
+#: another host or thread count still resumes from its last.pt.
+PLACEMENT_KEYS = ("device", "threads")
+
+
+def same_run(a: dict[str, Any] | None, b: dict[str, Any]) -> bool:
+    def strip(spec):
+        return {k: v for k, v in spec.items() if k not in PLACEMENT_KEYS}
+
+    return a is not None and strip(a) == strip(b)
+
+
+def _holds_epoch(path: Path, epoch: int) -> bool:
+    return path.exists() and load_torch(path).get("epoch") == epoch
+
+
 def load_run_data(spec: dict[str, Any], device: torch.device):
     arrays = load_dataset_npz(spec["dataset_npz"])
     with np.load(spec["noise_npz"], allow_pickle=False) as f:
@@ -194,7 +210,7 @@ def train(spec: dict[str, Any], out_dir: str | Path, *, stop_after_epoch: int | 
     last_path = out / "last.pt"
     if last_path.exists():
         state = load_torch(last_path)
-        if state.get("spec") != spec:
+        if not same_run(state.get("spec"), spec):
             log.warning("%s was written for different settings; starting this run afresh", last_path)
         else:
             model.load_state_dict(state["model"])
@@ -209,7 +225,7 @@ def train(spec: dict[str, Any], out_dir: str | Path, *, stop_after_epoch: int | 
             log.info("resuming %s from epoch %d", out, start_epoch)
             # Snakemake deletes declared outputs before re-running a job: restore them.
             save_text(history_csv(history), out / "history.csv")
-            if not (out / "best.pt").exists() and best["model"] is not None:
+            if best["model"] is not None and not _holds_epoch(out / "best.pt", best["epoch"]):
                 save_torch(model_checkpoint(best["model"], spec=spec, model_args=model_args, epoch=best["epoch"],
                                             metrics={"val_score": best["val_robust_acc"]}), out / "best.pt")
 
@@ -275,15 +291,16 @@ def train(spec: dict[str, Any], out_dir: str | Path, *, stop_after_epoch: int | 
         if improved:
             best = {"epoch": epoch, "val_robust_acc": score,
                     "model": {k: v.detach().cpu().clone() for k, v in evaluated.state_dict().items()}}
+        # best.pt before last.pt: a kill in between only makes the resumed run redo this epoch.
+        if improved:
+            save_torch(model_checkpoint(best["model"], spec=spec, model_args=model_args, epoch=epoch,
+                                        metrics={"val_score": score}), out / "best.pt")
         save_torch({
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "refiner": refiner.state_dict(), "extras": {extra.name: extra.state_dict() for extra in extras},
             "rng": rng_state(), "epoch": epoch, "history": history, "best": best, "spec": spec,
         }, last_path)
         save_text(history_csv(history), out / "history.csv")
-        if improved:
-            save_torch(model_checkpoint(best["model"], spec=spec, model_args=model_args, epoch=epoch,
-                                        metrics={"val_score": score}), out / "best.pt")
         log.info("epoch %d: loss %.4f val clean %.4f robust %.4f (%.1fs)", epoch, row["train_loss"], val_clean, val_robust, row["seconds"])
         if stop_after_epoch is not None and epoch >= stop_after_epoch and epoch < tr["epochs"]:
             return history
