@@ -36,7 +36,6 @@ def digits_npz(tmp_path_factory) -> Path:
 @pytest.fixture()
 def tiny_spec(digits_npz, tmp_path):
     """A run spec for a fast digits run: a 400-image training subset, 3 epochs."""
-    import numpy as np
 
     from soften.data import load_dataset_npz
     from soften.io import save_npz

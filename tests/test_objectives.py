@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from soften.attacks import pgd
-from soften.labels import Outputs, Target
+from soften.labels import Target
 from soften.training.objectives import build_objective, trades_attack, trades_kl
 
 THREAT = {"eps": 0.1, "alpha": 0.025, "steps": 5}

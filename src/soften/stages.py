@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from soften.data import load_dataset_npz
 from soften.io import save_json, save_npz

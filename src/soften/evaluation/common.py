@@ -4,6 +4,7 @@ subset, compact per-example masks, and provenance fields."""
 from __future__ import annotations
 
 import platform
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -60,3 +61,20 @@ def run_fields(ckpt: dict[str, Any], checkpoint: str | Path) -> dict[str, Any]:
 def provenance(device: torch.device) -> dict[str, Any]:
     return {"device": str(device), "torch": str(torch.__version__), "soften": soften.__version__,
             "python": platform.python_version()}
+
+
+def prepare_attack(checkpoint: str | Path, dataset_npz: str | Path, spec: dict[str, Any], progress: bool | None):
+    """What every attack-running stage starts with: the attack's params (kind
+    checked), the seeded device, the eval-mode fp32 model and its checkpoint, the
+    test split on the device, the device, and whether to show a progress bar."""
+    from soften.evaluation.attacks import ATTACK_KINDS
+
+    params = spec["params"]
+    if params["kind"] not in ATTACK_KINDS:
+        raise ValueError(f"unknown attack kind {params['kind']!r}; known: {sorted(ATTACK_KINDS)}")
+    device = setup_device(spec)
+    torch.manual_seed(int(params.get("seed", 0)))
+    model, ckpt = load_eval_model(checkpoint, device)
+    test = load_test(dataset_npz, spec.get("n_examples"), device)
+    show = sys.stderr.isatty() if progress is None else progress
+    return params, model, ckpt, test, device, show

@@ -9,7 +9,6 @@ count after each of its attacks.
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from soften.evaluation.attacks import ATTACK_KINDS, AttackOutput
-from soften.evaluation.common import encode_mask, load_eval_model, load_test, provenance, run_fields, setup_device
+from soften.evaluation.common import encode_mask, prepare_attack, provenance, run_fields
 from soften.io import save_json
 
 log = logging.getLogger("soften.evaluate")
@@ -54,17 +53,9 @@ def evaluate_checkpoint(checkpoint: str | Path, dataset_npz: str | Path, spec: d
     The model runs in eval mode and fp32 whatever precision training used;
     seeds are fixed so a re-run gives the same numbers.
     """
-    params = spec["params"]
-    kind = params["kind"]
-    if kind not in ATTACK_KINDS:
-        raise ValueError(f"unknown attack kind {kind!r}; known: {sorted(ATTACK_KINDS)}")
-    device = setup_device(spec)
-    torch.manual_seed(int(params.get("seed", 0)))
-    model, ckpt = load_eval_model(checkpoint, device)
-    test = load_test(dataset_npz, spec.get("n_examples"), device)
-    show = sys.stderr.isatty() if progress is None else progress
+    params, model, ckpt, test, device, show = prepare_attack(checkpoint, dataset_npz, spec, progress)
     start = time.time()
-    mask, details, _ = attack_dataset(model, test, ATTACK_KINDS[kind], params, spec["batch_size"],
+    mask, details, _ = attack_dataset(model, test, ATTACK_KINDS[params["kind"]], params, spec["batch_size"],
                                       desc=spec["attack"], show=show)
     result = {
         **run_fields(ckpt, checkpoint),

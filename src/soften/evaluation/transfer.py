@@ -9,7 +9,6 @@ evaluated on that same set. Targets never see the source's gradients.
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,8 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from soften.evaluation.attacks import ATTACK_KINDS, pgd_examples
-from soften.evaluation.common import encode_mask, load_eval_model, load_test, provenance, run_fields, setup_device
+from soften.evaluation.attacks import pgd_examples
+from soften.evaluation.common import encode_mask, load_eval_model, prepare_attack, provenance, run_fields, setup_device
 from soften.io import file_digest, load_torch, save_json, save_torch
 
 log = logging.getLogger("soften.transfer")
@@ -45,14 +44,7 @@ def craft_transfer(source_checkpoint: str | Path, dataset_npz: str | Path, spec:
     ``spec``: ``source`` (name), ``attack`` (name), ``params`` (kind pgd|cw, eps,
     steps, ...), ``n_examples``, ``batch_size``, ``device``, ``threads``.
     """
-    params = spec["params"]
-    if params["kind"] not in ATTACK_KINDS:
-        raise ValueError(f"unknown attack kind {params['kind']!r}")
-    device = setup_device(spec)
-    torch.manual_seed(int(params.get("seed", 0)))
-    model, ckpt = load_eval_model(source_checkpoint, device)
-    test = load_test(dataset_npz, spec.get("n_examples"), device)
-    show = sys.stderr.isatty() if progress is None else progress
+    params, model, ckpt, test, device, show = prepare_attack(source_checkpoint, dataset_npz, spec, progress)
     start = time.time()
     advs, correct = [], 0
     for x, y in tqdm(test.batches(spec["batch_size"]), total=-(-len(test) // spec["batch_size"]),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-import torch
 from torch import nn
 
 from soften.models.cnn import SmallCNN, wide_cnn
