@@ -87,5 +87,7 @@ def test_every_evaluation_rule_runs_on_a_tiny_grid(repo, default_config, tmp_pat
     run = tmp_path / "results" / "digits" / "none" / "cnn" / "pgd-at" / "seed0"
     aa = json.loads((run / "eval" / "best-aa.json").read_text())
     assert aa["n"] == 10 and not (run / "eval" / "final-aa.json").exists()
+    figure = tmp_path / "results" / "figures" / "reliability-digits-none-cnn-seed0-best.png"
+    assert figure.read_bytes()[:4] == b"\x89PNG"
     crafted = list((tmp_path / "results" / "digits" / "transfer" / "cnn-at-s100").glob("*.pt"))
     assert sorted(p.stem for p in crafted) == ["cw20", "pgd10"]

@@ -135,6 +135,13 @@ def cmd_plots(args):
         print(path)
 
 
+def cmd_reliability(args):
+    from soften.plots import collect_calibration, plot_reliability
+
+    for path in plot_reliability(collect_calibration(args.inputs), args.out_dir):
+        print(path)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m soften", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true")
@@ -219,6 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out-dir", required=True)
     s.add_argument("--methods", help="comma-separated legend order")
     s.set_defaults(func=cmd_plots)
+
+    s = sub.add_parser("reliability", help="reliability diagrams from calibration JSON files")
+    s.add_argument("inputs", nargs="+", help="calibration JSON files or directories to search")
+    s.add_argument("--out-dir", required=True)
+    s.set_defaults(func=cmd_reliability)
     return p
 
 

@@ -60,3 +60,53 @@ def plot_curves(histories: pd.DataFrame, out_dir: str | Path, method_order: list
         plt.close(fig)
         written.append(path)
     return written
+
+
+def collect_calibration(paths: Iterable[str | Path]) -> list[dict]:
+    import json
+
+    records = []
+    for p in map(Path, paths):
+        for f in sorted(p.rglob("calibration/*.json")) if p.is_dir() else [p]:
+            records.append(json.loads(f.read_text()))
+    return records
+
+
+def plot_reliability(records: list[dict], out_dir: str | Path) -> list[Path]:
+    """Reliability diagrams (accuracy vs confidence per bin), one PNG per
+    (dataset, noise, arch, seed, checkpoint): rows = methods, columns = input
+    types (clean, PGD, Square), the gap to the diagonal shaded; ECE in titles."""
+    out_dir = Path(out_dir)
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        groups.setdefault((r["dataset"], r["noise"], r["arch"], r["seed"], r["checkpoint"]), []).append(r)
+    written = []
+    for (dataset, noise, arch, seed, ckpt), recs in groups.items():
+        recs = sorted(recs, key=lambda r: r["method"])
+        inputs = list(recs[0]["inputs"])
+        fig, axes = plt.subplots(len(recs), len(inputs), figsize=(3.2 * len(inputs), 3.0 * len(recs)),
+                                 squeeze=False, constrained_layout=True)
+        for i, r in enumerate(recs):
+            for j, name in enumerate(inputs):
+                ax, res = axes[i][j], r["inputs"][name]
+                bins = [b for b in res["bins"] if b["count"]]
+                mids = [(b["lower"] + b["upper"]) / 2 for b in bins]
+                width = res["bins"][0]["upper"] - res["bins"][0]["lower"]
+                ax.bar(mids, [b["accuracy"] for b in bins], width=width, edgecolor="k", alpha=0.7, label="accuracy")
+                # The gap between accuracy and confidence, drawn over or under the bar (hatched).
+                ax.bar(mids, [abs(b["confidence"] - b["accuracy"]) for b in bins],
+                       bottom=[min(b["confidence"], b["accuracy"]) for b in bins],
+                       width=width, color="none", edgecolor="red", hatch="//", lw=0.8, label="gap")
+                ax.plot([0, 1], [0, 1], "k--", lw=1)
+                ax.set(xlim=(0, 1), ylim=(0, 1), title=f"{r['method']} · {name}: ECE {res['ece']:.3f}")
+                if i == len(recs) - 1:
+                    ax.set_xlabel("confidence")
+                if j == 0:
+                    ax.set_ylabel("accuracy")
+        fig.suptitle(f"reliability · {dataset} · noise {noise} · {arch} · seed {seed} · {ckpt}")
+        path = out_dir / f"reliability-{dataset}-{noise}-{arch}-seed{seed}-{ckpt}.png"
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=100)
+        plt.close(fig)
+        written.append(path)
+    return written

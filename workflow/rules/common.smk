@@ -206,3 +206,15 @@ def curve_figures():
 def teacher_checkpoints(wc):
     spec = sc.resolve_run(config, wc.dataset, wc.noise, wc.arch, wc.method, int(wc.seed))
     return [t["checkpoint"] for t in spec.get("teachers", [])]
+
+
+def reliability_figures():
+    cal = config["calibration"]
+    if not cal["enabled"]:
+        return []
+    settings = sorted({(d, n, a, s) for d, n, a, m, s, _ in runs() if _selected(cal, s, m, n)})
+    return [
+        f"{RESULTS}/figures/reliability-{d}-{n}-{a}-seed{s}-{c}.png"
+        for d, n, a, s in settings
+        for c in cal["checkpoints"]
+    ]

@@ -41,3 +41,21 @@ rule plots:
     shell:
         "python -m soften plots {input:q} --out-dir {params.out_dir:q} "
         "--methods {params.methods:q} > {log:q} 2>&1"
+
+
+if reliability_figures():
+
+    rule reliability_plots:
+        input:
+            all_calibrations(),
+        output:
+            reliability_figures(),
+        params:
+            out_dir=lambda wc, output: str(Path(output[0]).parent),
+        # Ignored unless run with --sdm conda; the default route is the project venv.
+        conda:
+            "../../environment.yml"
+        log:
+            f"{RESULTS}/logs/reliability.log",
+        shell:
+            "python -m soften reliability {input:q} --out-dir {params.out_dir:q} > {log:q} 2>&1"
