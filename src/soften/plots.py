@@ -21,6 +21,13 @@ from soften.io import atomic_path  # noqa: E402
 KEYS = ["dataset", "noise", "arch", "method", "seed"]
 
 
+def _save(fig, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path
+
+
 def collect_histories(paths: Iterable[str | Path]) -> pd.DataFrame:
     frames = []
     for p in map(Path, paths):
@@ -54,11 +61,7 @@ def plot_curves(histories: pd.DataFrame, out_dir: str | Path, method_order: list
         axes[0].legend(fontsize=7, ncol=2)
         axes[1].legend(fontsize=7)
         fig.suptitle(f"{dataset} · noise {noise} · {arch} (mean over seeds)")
-        path = out_dir / f"curves-{dataset}-{noise}-{arch}.png"
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=110)
-        plt.close(fig)
-        written.append(path)
+        written.append(_save(fig, out_dir / f"curves-{dataset}-{noise}-{arch}.png"))
     return written
 
 
@@ -104,9 +107,5 @@ def plot_reliability(records: list[dict], out_dir: str | Path) -> list[Path]:
                 if j == 0:
                     ax.set_ylabel("accuracy")
         fig.suptitle(f"reliability · {dataset} · noise {noise} · {arch} · seed {seed} · {ckpt}")
-        path = out_dir / f"reliability-{dataset}-{noise}-{arch}-seed{seed}-{ckpt}.png"
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=100)
-        plt.close(fig)
-        written.append(path)
+        written.append(_save(fig, out_dir / f"reliability-{dataset}-{noise}-{arch}-seed{seed}-{ckpt}.png"))
     return written
