@@ -39,14 +39,7 @@ wildcard_constraints:
 
 
 def run_dirs():
-    return [
-        sc.run_dir(config, d, n, a, m, s)
-        for d in EXP["datasets"]
-        for n in EXP["noise"]
-        for a in EXP["archs"]
-        for m in EXP["methods"]
-        for s in EXP["seeds"]
-    ]
+    return [run for *_, run in runs()]
 
 
 def fetch_entry(dataset):

@@ -174,7 +174,7 @@ def train(spec: dict[str, Any], out_dir: str | Path, *, stop_after_epoch: int | 
 
     arrays, train_data, val_data, test_data = load_run_data(spec, device)
     test_monitor = test_data.head(tr["test_subset"])
-    train_monitor = DeviceData(train_data.images, train_data.labels).head(tr["test_subset"] or len(val_data) or 1000)
+    train_monitor = train_data.head(tr["test_subset"] or len(val_data) or 1000)
     num_classes = len(arrays["class_names"])
     in_channels = int(arrays["x_train"].shape[-1])
     model_args = {"arch": spec["arch"], "num_classes": num_classes, "in_channels": in_channels}
