@@ -15,7 +15,7 @@ from soften.evaluation import (calibrate_checkpoint, craft_transfer, decode_mask
                                evaluate_transfer)
 from soften.io import save_torch
 from soften.models import build_model
-from soften.training.checkpoint import model_checkpoint
+from soften.models.checkpoint import model_checkpoint
 
 EPS = 0.1
 

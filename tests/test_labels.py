@@ -274,7 +274,7 @@ def test_kd_target_loss(tmp_path):
 
 def test_kd_refiner_loads_teachers_and_sees_adversarial_input(tmp_path):
     from soften.models import build_model
-    from soften.training.checkpoint import model_checkpoint
+    from soften.models.checkpoint import model_checkpoint
     from soften.io import save_torch
 
     torch.manual_seed(0)

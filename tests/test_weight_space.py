@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from soften.labels import Batch
-from soften.training.averaging import EMA, SWA
+from soften.models.averaging import EMA, SWA
 from soften.training.awp import AWP, perturbed_weights
 
 

@@ -91,15 +91,3 @@ ATTACK_KINDS: dict[str, AttackFn] = {
     "autoattack": autoattack_attack,
     "square": square_attack,
 }
-
-#: Keys each kind accepts in ``evaluation.attacks.<name>`` besides the shared
-#: ``kind``, ``n_examples``, ``checkpoints``, ``seeds``, ``methods`` and ``noise``
-#: (checked at config load).
-KIND_PARAMS: dict[str, set[str]] = {
-    "natural": set(),
-    "pgd": {"steps", "alpha", "random_start", "seed", "eps"},
-    "cw": {"steps", "alpha", "random_start", "seed", "eps", "kappa"},
-    "autoattack": {"version", "seed", "aa_batch_size", "settings", "norm", "attacks", "eps", "progress"},
-    "square": {"version", "seed", "aa_batch_size", "settings", "norm", "eps", "progress"},
-}
-SHARED_KEYS = {"kind", "n_examples", "checkpoints", "seeds", "methods", "noise"}

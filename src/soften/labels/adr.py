@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from soften.labels.base import Batch, Outputs, Refiner, Setup, Target, one_hot, register
-from soften.training.averaging import EMA
+from soften.models.averaging import EMA
 
 
 def adr_targets(teacher_logits: torch.Tensor, y: torch.Tensor, *, temperature: float, lam: float) -> torch.Tensor:

@@ -29,7 +29,7 @@ def kd_target(y: torch.Tensor, teacher_logits: list[torch.Tensor], weights: list
 class KnowledgeDistillation(Refiner):
     def __init__(self, params, setup: Setup):
         super().__init__(params, setup)
-        from soften.training.checkpoint import load_model
+        from soften.models.checkpoint import load_model
 
         if not setup.teachers:
             raise ValueError("knowledge distillation needs teacher checkpoints in the run spec ('teachers')")

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from soften.labels.base import Batch, Outputs, Refiner, Setup, Target, one_hot, register
-from soften.training.bn import clean_forward
+from soften.models.bn import clean_forward
 
 INITS = ("zeros", "onehot")
 

@@ -21,7 +21,7 @@ import math
 import torch
 
 from soften.labels.base import Batch, Outputs, Refiner, Setup, Target, register
-from soften.training.bn import clean_forward
+from soften.models.bn import clean_forward
 
 
 def sigmoid_rampup(epoch: int, start: int, end: int) -> float:

@@ -23,7 +23,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from soften.training.bn import preserve_bn_stats
+from soften.models.bn import preserve_bn_stats
 
 
 def perturbed_weights(model: nn.Module) -> list[torch.nn.Parameter]:

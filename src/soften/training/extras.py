@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable
 import torch
 from torch import nn
 
-from soften.training.averaging import EMA, SWA
+from soften.models.averaging import EMA, SWA
 from soften.training.awp import AWP
 
 
