@@ -28,7 +28,8 @@ def tiny_config(results_dir: str | Path, resources_dir: str | Path, *, methods=(
         "resources_dir": str(resources_dir),
         "device": "cpu",
         "threads": 1,
-        "experiment": {"datasets": ["digits"], "noise": ["none"], "archs": ["cnn"], "methods": list(methods), "seeds": [0]},
+        "experiments": {"main": {"datasets": ["digits"], "noise": ["none"], "archs": ["cnn"], "methods": list(methods),
+                                 "seeds": [0], "attacks": ["natural"]}},
         "datasets": {
             "digits": {
                 "source": "digits",

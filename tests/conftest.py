@@ -39,7 +39,7 @@ def tiny_spec(digits_npz, tmp_path):
 
     from soften.data import load_dataset_npz
     from soften.io import save_npz
-    from soften.stages import make_noise
+    from soften.stages import noise as make_noise
 
     arrays = load_dataset_npz(digits_npz)
     small = dict(arrays)
@@ -77,8 +77,9 @@ def subprocess_env():
 
 
 def write_config(path: Path, base: dict, **updates) -> Path:
-    from soften.config import deep_merge
+    """``base`` with ``updates`` merged over it (soften's merge: ``{}`` empties a key, ``None`` drops it)."""
+    from soften.config import merge
 
-    cfg = deep_merge(copy.deepcopy(base), updates)
+    cfg = merge(copy.deepcopy(base), updates)
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path

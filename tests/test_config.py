@@ -3,9 +3,10 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
 from conftest import write_config
-from soften.config import ConfigError, resolve_run, validate_config
+from soften.config import ConfigError, load_config, merge, resolve_run, validate_config
 
 
 def test_default_config_is_valid_and_defaults_are_filled(default_config):
@@ -20,18 +21,71 @@ def test_default_config_is_valid_and_defaults_are_filled(default_config):
 @pytest.mark.parametrize("mutate,where", [
     (lambda c: c["training"].update(lr=-1), "training/lr"),
     (lambda c: c["training"].update(learning_rate=0.1), "training"),
-    (lambda c: c["experiment"].update(noise=["symetric-0.4"]), "experiment/noise/0"),
-    (lambda c: c["experiment"].update(archs=["vgg16"]), "experiment/archs/0"),
-    (lambda c: c["experiment"].update(datasets=["cifar10"]), "experiment/datasets"),
-    (lambda c: c["experiment"].update(methods=["pgd-at+nonsense"]), "experiment/methods"),
+    (lambda c: c["experiments"]["main"].update(noise=["symetric-0.4"]), "experiments/main/noise/0"),
+    (lambda c: c["experiments"]["main"].update(archs=["vgg16"]), "experiments/main/archs/0"),
+    (lambda c: c["experiments"]["main"].update(datasets=["cifar10"]), "experiments/main/datasets"),
+    (lambda c: c["experiments"]["main"].update(methods=["pgd-at+nonsense"]), "experiments/main/methods"),
+    (lambda c: c["experiments"]["main"].update(attacks=["pgd30"]), "experiments/main/attacks"),
+    (lambda c: c["experiments"]["main"].update(kind="tabel"), "experiments/main/kind"),
+    (lambda c: c["experiments"].update(train=c["experiments"]["main"]), "experiments/train"),
+    (lambda c: c["experiments"]["transfer"].update(sources=["nope"]), "experiments/transfer/sources"),
     (lambda c: c["datasets"]["digits"]["threat"].pop("eps"), "datasets/digits/threat"),
     (lambda c: c["evaluation"]["attacks"].update(x={"kind": "nope"}), "evaluation/attacks/x/kind"),
+    (lambda c: c["evaluation"]["attacks"]["pgd20"].update(stpes=3), "evaluation/attacks/pgd20"),
+    (lambda c: c.update(variants={"pgd-at": {"method": "pgd-at"}}), "variants/pgd-at"),
+    (lambda c: c.update(variants={"v": {"method": "pgd-at", "params": {"sglr": {"r": 0.1}}}}), "variants/v"),
+    (lambda c: c.update(variants={"v": {"method": "pgd-at+sglr", "params": {"sglr": {"radius": 0.1}}}}), "variants/v"),
 ])
 def test_bad_config_is_rejected_naming_the_key(default_config, mutate, where):
     cfg = copy.deepcopy(default_config)
     mutate(cfg)
     with pytest.raises(ConfigError, match=f"at '{where}'"):
         validate_config(cfg)
+
+
+def test_a_transfer_source_that_is_also_a_target_is_rejected(default_config):
+    cfg = copy.deepcopy(default_config)
+    cfg["transfer"]["sources"]["cnn-at-s100"]["seed"] = 0   # seed 0 pgd-at is a target of the transfer experiment
+    with pytest.raises(ConfigError, match="independent model"):
+        validate_config(cfg)
+
+
+def test_merge_replaces_empties_and_removes():
+    base = {"a": {"x": 1, "y": {"z": 2}}, "l": [1, 2], "s": {"k": 1}}
+    assert merge(base, {"a": {"y": {"w": 3}}}) == {"a": {"x": 1, "y": {"z": 2, "w": 3}}, "l": [1, 2], "s": {"k": 1}}
+    assert merge(base, {"l": [3]})["l"] == [3]
+    assert merge(base, {"s": {}})["s"] == {}          # an empty mapping empties the key
+    assert "s" not in merge(base, {"s": None})       # null removes it (the documented default applies)
+    assert base["s"] == {"k": 1}                     # inputs untouched
+
+
+def test_an_experiment_file_takes_nothing_from_the_demo_config(repo, tmp_path):
+    """The regression of issue 7: values the file leaves out are documented defaults, not the demo's."""
+    demo = yaml.safe_load((repo / "config" / "config.yaml").read_text())
+    exp = {
+        "datasets": {"d": {"source": "digits", "threat": {"eps": 0.1, "alpha": 0.025, "steps": 10}}},
+        "experiments": {"t": {"datasets": ["d"], "noise": ["none"], "archs": ["cnn"],
+                              "methods": ["pgd-at+adr+wa", "pgd-at+te"], "seeds": [0], "attacks": ["natural"]}},
+    }
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(exp))
+    cfg = load_config(path)
+    spec = resolve_run(cfg, "d", "none", "cnn", "pgd-at+adr+wa", 0)
+    assert demo["methods"]["adr"]["ema_decay"] == 0.9 and demo["methods"]["wa"]["decay"] == 0.9   # the demo's
+    assert spec["method_params"]["adr"]["ema_decay"] == 0.995          # ADR §5.1
+    assert spec["method_params"]["wa"]["decay"] == 0.995               # ADR §5.1
+    te = resolve_run(cfg, "d", "none", "cnn", "pgd-at+te", 0)["method_params"]["te"]
+    assert (te["start_epoch"], te["ramp_end_epoch"]) == (90, 150)      # Dong et al. code, 200 epochs
+    assert spec["training"]["epochs"] == 200 and cfg["transfer"]["sources"] == {}
+    assert cfg["evaluation"]["attacks"] == {"natural": {"kind": "natural"}, "pgd20": {"kind": "pgd", "steps": 20}}
+    assert cfg["results_dir"] == "results"
+
+
+def test_an_overlay_can_empty_a_section(repo, tmp_path):
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text("transfer: {sources: {}}\nexperiments: {transfer: null}\n")
+    cfg = load_config([repo / "config" / "config.yaml", overlay])
+    assert cfg["transfer"]["sources"] == {} and "transfer" not in cfg["experiments"]
 
 
 def test_snakemake_rejects_a_bad_config_before_any_job(repo, default_config, tmp_path, subprocess_env):
@@ -42,14 +96,14 @@ def test_snakemake_rejects_a_bad_config_before_any_job(repo, default_config, tmp
         env=subprocess_env, capture_output=True, text=True,
     )
     assert proc.returncode != 0
-    assert "momentum" in proc.stdout + proc.stderr
+    assert "training/momentum" in proc.stdout + proc.stderr
     assert not (tmp_path / "resources").exists() and not (tmp_path / "results").exists()
 
 
 def test_cli_reports_config_errors_without_a_traceback(repo, default_config, tmp_path, subprocess_env):
-    cfg = write_config(tmp_path / "bad.yaml", default_config, experiment={"methods": ["pgd-att"]})
+    cfg = write_config(tmp_path / "bad.yaml", default_config, experiments={"main": {"methods": ["pgd-att"]}})
     proc = subprocess.run(
-        [sys.executable, "-m", "soften", "train", "--config", str(cfg), "--dataset", "digits", "--noise", "none",
+        [sys.executable, "-m", "soften", "train", "--configfile", str(cfg), "--dataset", "digits", "--noise", "none",
          "--arch", "cnn", "--method", "pgd-att", "--out", str(tmp_path / "run")],
         env=subprocess_env, capture_output=True, text=True,
     )

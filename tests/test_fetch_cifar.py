@@ -33,7 +33,8 @@ def write_config(tmp: Path, options: dict, val_size: int = 20) -> Path:
     cfg = {
         "resources_dir": str(tmp / "resources"),
         "results_dir": str(tmp / "results"),
-        "experiment": {"datasets": ["cifar10"], "noise": ["none"], "archs": ["cnn"], "methods": ["standard"], "seeds": [0]},
+        "experiments": {"main": {"datasets": ["cifar10"], "noise": ["none"], "archs": ["cnn"], "methods": ["standard"],
+                                 "seeds": [0], "attacks": ["natural"]}},
         "datasets": {"cifar10": {"source": "cifar10", "val_size": val_size, "options": options,
                                  "threat": {"eps": 8 / 255, "alpha": 2 / 255, "steps": 10}}},
     }
@@ -50,7 +51,7 @@ def test_archive_fetched_over_http_matches_source_images(archive, tmp_path, caps
     with serve_directory(archive["dir"]) as base:
         config = write_config(tmp_path, {"url": f"{base}/cifar-10-python.tar.gz", "md5": archive["md5"]})
         out = tmp_path / "resources" / "datasets" / "cifar10.npz"
-        assert main(["fetch", "--config", str(config), "--dataset", "cifar10", "--out", str(out)]) == 0
+        assert main(["fetch", "--configfile", str(config), "--dataset", "cifar10", "--out", str(out)]) == 0
     data = archive["data"]
     with np.load(out, allow_pickle=False) as f:
         got = {k: f[k] for k in f.files}
@@ -78,7 +79,7 @@ def test_corrupt_download_fails_and_leaves_nothing(archive, tmp_path, capsys):
     with serve_directory(bad_dir) as base:
         config = write_config(tmp_path, {"url": f"{base}/cifar-10-python.tar.gz", "md5": archive["md5"]})
         out = tmp_path / "resources" / "datasets" / "cifar10.npz"
-        code = main(["fetch", "--config", str(config), "--dataset", "cifar10", "--out", str(out)])
+        code = main(["fetch", "--configfile", str(config), "--dataset", "cifar10", "--out", str(out)])
     err = capsys.readouterr().err
     assert code != 0
     assert "cifar-10-python.tar.gz" in err and archive["md5"] in err and bad_md5 in err
@@ -89,7 +90,7 @@ def test_truncated_local_archive_is_rejected_by_md5(archive, tmp_path, capsys):
     short = tmp_path / "cifar-10-python.tar.gz"
     short.write_bytes(archive["path"].read_bytes()[:-1000])
     config = write_config(tmp_path, {"path": str(short), "md5": archive["md5"]})
-    code = main(["fetch", "--config", str(config), "--dataset", "cifar10", "--out", str(tmp_path / "resources/datasets/cifar10.npz")])
+    code = main(["fetch", "--configfile", str(config), "--dataset", "cifar10", "--out", str(tmp_path / "resources/datasets/cifar10.npz")])
     err = capsys.readouterr().err
     assert code != 0 and str(short) in err and archive["md5"] in err
     assert hashlib.md5(short.read_bytes()).hexdigest() in err
@@ -99,7 +100,7 @@ def test_truncated_local_archive_is_rejected_by_md5(archive, tmp_path, capsys):
 def test_path_source_reads_local_archive_without_network(archive, tmp_path):
     config = write_config(tmp_path, {"path": str(archive["path"]), "md5": archive["md5"]}, val_size=0)
     out = tmp_path / "resources" / "datasets" / "cifar10.npz"
-    assert main(["fetch", "--config", str(config), "--dataset", "cifar10", "--out", str(out)]) == 0
+    assert main(["fetch", "--configfile", str(config), "--dataset", "cifar10", "--out", str(out)]) == 0
     with np.load(out, allow_pickle=False) as f:
         np.testing.assert_array_equal(f["x_train"], archive["data"]["x_train"][:N_TRAIN])
     assert not (tmp_path / "resources" / "downloads").exists()

@@ -56,7 +56,9 @@ def test_snakemake_dry_run_schedules_teachers(tmp_path, method, teachers):
     config = {
         "results_dir": str(tmp_path / "results"),
         "resources_dir": str(tmp_path / "resources"),
-        "experiment": {"datasets": ["digits"], "noise": ["none"], "archs": ["cnn"], "methods": [method], "seeds": [0]},
+        "datasets": {"digits": {"source": "digits", "val_size": 144, "threat": {"eps": 0.1, "alpha": 0.025, "steps": 10}}},
+        "experiments": {"main": {"datasets": ["digits"], "noise": ["none"], "archs": ["cnn"], "methods": [method],
+                                 "seeds": [0], "attacks": ["natural"]}},
     }
     cfg_file = tmp_path / "config.yaml"
     cfg_file.write_text(yaml.safe_dump(config))

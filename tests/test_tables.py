@@ -1,60 +1,163 @@
+"""Paper-style tables from hand-written result records, checked against hand computations
+and the papers' printed numbers."""
+
 import json
 
+import pandas as pd
 import pytest
 
-from soften.tables import make_tables
+from soften.tables import make_table
+
+EPS = 8 / 255
+FULL_RUN = {"scale": "full", "training": {"epochs": 200}, "threat": {"eps": EPS}, "data_subset": None}
 
 
-def write_eval(root, method, seed, ckpt, attack, correct, n=200, noise="none"):
-    d = root / "digits" / noise / "cnn" / method / f"seed{seed}" / "eval"
+def record(root, *, method, seed, ckpt, attack, correct, n=200, dataset="digits", arch="cnn", noise="none",
+           params=None, run_spec=None):
+    d = root / dataset / noise / arch / method / f"seed{seed}" / "eval"
     d.mkdir(parents=True, exist_ok=True)
-    rec = {"dataset": "digits", "noise": noise, "arch": "cnn", "method": method, "seed": seed,
+    rec = {"dataset": dataset, "noise": noise, "arch": arch, "method": method, "seed": seed,
            "checkpoint": ckpt, "checkpoint_epoch": 3, "attack": attack, "n": n, "correct": correct,
-           "accuracy": correct / n, "seconds": 0.1}
-    (d / f"{ckpt}-{attack}.json").write_text(json.dumps(rec))
+           "accuracy": correct / n, "seconds": 0.1, "params": params or {"kind": attack_kind(attack)},
+           "run_spec": run_spec or {}}
+    path = d / f"{ckpt}-{attack}.json"
+    path.write_text(json.dumps(rec))
+    return path
+
+
+def attack_kind(attack):
+    return {"natural": "natural", "pgd20": "pgd", "aa": "autoattack", "pgd100": "pgd"}[attack]
+
+
+def spec(**kw):
+    return {"name": "t", "kind": "accuracy", "checkpoints": ["best", "final"], "variants": {}, **kw}
+
+
+def rows(md, label):
+    return [[c.strip() for c in line.strip("|").split("|")] for line in md.splitlines()
+            if line.startswith("|") and line.strip("|").split("|")[0].strip() == label]
 
 
 def test_table_means_stds_and_best_minus_final(tmp_path):
+    files = []
     # pgd20 best: 50%, 60% -> 55.00 ± 7.07 ; final: 40%, 40% -> 40.00 ± 0.00 ; diff 10, 20 -> 15.00 ± 7.07
     for seed, best, final in [(0, 100, 80), (1, 120, 80)]:
-        write_eval(tmp_path, "pgd-at", seed, "best", "pgd20", best)
-        write_eval(tmp_path, "pgd-at", seed, "final", "pgd20", final)
-        write_eval(tmp_path, "pgd-at", seed, "best", "natural", 180)
-        write_eval(tmp_path, "pgd-at", seed, "final", "natural", 170)
-    write_eval(tmp_path, "standard", 0, "best", "pgd20", 10)
-    write_eval(tmp_path, "standard", 0, "final", "pgd20", 2)
-    out = tmp_path / "tables"
-    out.mkdir()
-    md = make_tables([tmp_path], out, method_order=["standard", "pgd-at"], attack_order=["natural", "pgd20"])
-    line = next(l for l in md.splitlines() if "pgd-at" in l)
-    cells = [c.strip() for c in line.strip("|").split("|")]
-    assert cells == ["pgd-at", "90.00 ± 0.00", "85.00 ± 0.00", "5.00 ± 0.00",
-                     "55.00 ± 7.07", "40.00 ± 0.00", "15.00 ± 7.07", "2"]
-    std_line = next(l for l in md.splitlines() if "standard" in l)
-    assert [c.strip() for c in std_line.strip("|").split("|")][-4:] == ["5.00", "1.00", "4.00", "1"]
-    assert md.index("standard") < md.index("pgd-at")  # configured row order
-    assert (out / "runs.csv").read_text().count("\n") == 11
-    assert "\\toprule" in (out / "main.tex").read_text()
+        files.append(record(tmp_path, method="pgd-at", seed=seed, ckpt="best", attack="pgd20", correct=best))
+        files.append(record(tmp_path, method="pgd-at", seed=seed, ckpt="final", attack="pgd20", correct=final))
+        files.append(record(tmp_path, method="pgd-at", seed=seed, ckpt="best", attack="natural", correct=180))
+        files.append(record(tmp_path, method="pgd-at", seed=seed, ckpt="final", attack="natural", correct=170))
+    files.append(record(tmp_path, method="standard", seed=0, ckpt="best", attack="pgd20", correct=10))
+    files.append(record(tmp_path, method="standard", seed=0, ckpt="final", attack="pgd20", correct=2))
+    out = tmp_path / "tables" / "t.md"
+    md = make_table(files, spec(methods=["standard", "pgd-at"], attacks=["natural", "pgd20"]), out)
+    assert rows(md, "pgd-at")[0] == ["pgd-at", "90.00 ± 0.00", "85.00 ± 0.00", "5.00 ± 0.00",
+                                     "55.00 ± 7.07", "40.00 ± 0.00", "15.00 ± 7.07", "2"]
+    assert rows(md, "standard")[0][-4:] == ["5.00", "1.00", "4.00", "1"]
+    assert md.index(" standard |") < md.index(" pgd-at |")  # configured row order
+    cells = pd.read_csv(out.with_suffix(".csv"))
+    assert len(cells) == 2 * 2 * 3   # methods x attacks x (Best, Final, Diff)
+    best = cells[(cells.method == "pgd-at") & (cells.column == "pgd20") & (cells.part == "Best")].iloc[0]
+    assert best["mean"] == pytest.approx(55.0) and best["std"] == pytest.approx(7.0711, abs=1e-4)
+    assert "\\toprule" in out.with_suffix(".tex").read_text()
 
 
 def test_no_results_is_a_clear_error(tmp_path):
-    with pytest.raises(ValueError, match="no evaluation results"):
-        make_tables([tmp_path], tmp_path)
+    with pytest.raises(ValueError, match="no results"):
+        make_table([], spec(methods=["pgd-at"], attacks=["natural"]), tmp_path / "t.md")
 
 
-def test_published_numbers_are_printed_beside_ours(tmp_path):
-    for ckpt, correct in (("best", 100), ("final", 90)):
-        for attack in ("natural", "pgd20"):
-            d = tmp_path / "cifar10" / "none" / "resnet18" / "pgd-at+sglr" / "seed0" / "eval"
-            d.mkdir(parents=True, exist_ok=True)
-            (d / f"{ckpt}-{attack}.json").write_text(json.dumps({
-                "dataset": "cifar10", "noise": "none", "arch": "resnet18", "method": "pgd-at+sglr", "seed": 0,
-                "checkpoint": ckpt, "checkpoint_epoch": 1, "attack": attack, "n": 200, "correct": correct,
-                "accuracy": correct / 200, "seconds": 1.0}))
-    md = make_tables([tmp_path], tmp_path / "tables", attack_order=["natural", "pgd20"])
-    paper = md.split("*Published numbers*")[1]
-    row = next(l for l in paper.splitlines() if "pgd-at+sglr" in l)
-    # SGLR Table 2, CIFAR-10 ResNet-18, PGD-AT+SGLR: natural 82.9/83.0/-0.1, PGD-20 56.4/55.9/0.5.
-    cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[:7] == ["pgd-at+sglr", "82.90", "83.00", "-0.10", "56.40", "55.90", "0.50"]
-    assert "SGLR (CVPR 2024) Table 2" in cells[7]
+def test_diff_is_not_printed_when_best_and_final_seed_counts_differ(tmp_path):
+    files = [record(tmp_path, method="pgd-at", seed=s, ckpt="best", attack="pgd20", correct=100) for s in (0, 1)]
+    files.append(record(tmp_path, method="pgd-at", seed=0, ckpt="final", attack="pgd20", correct=80))
+    md = make_table(files, spec(methods=["pgd-at"], attacks=["pgd20"]), tmp_path / "t.md")
+    assert rows(md, "pgd-at")[0][3] == "n/a (seeds differ: best 2, final 1)"
+
+
+def sglr_records(root, n, run_spec, correct_best=167, correct_final=166):
+    """PGD-AT+SGLR on CIFAR-10: natural 83.5 / 83.0 (of n = 200 scaled), PGD-20 one value."""
+    files = []
+    for ckpt, natural, pgd in (("best", correct_best, 113), ("final", correct_final, 112)):
+        files.append(record(root, dataset="cifar10", arch="resnet18", method="pgd-at+sglr", seed=0, ckpt=ckpt,
+                            attack="natural", correct=round(natural * n / 200), n=n, run_spec=run_spec,
+                            params={"kind": "natural", "eps": EPS}))
+        files.append(record(root, dataset="cifar10", arch="resnet18", method="pgd-at+sglr", seed=0, ckpt=ckpt,
+                            attack="pgd20", correct=round(pgd * n / 200), n=n, run_spec=run_spec,
+                            params={"kind": "pgd", "steps": 20, "eps": EPS}))
+    return files
+
+
+def test_published_numbers_and_differences_beside_a_comparable_reproduction(tmp_path):
+    run_spec = {**FULL_RUN, "base_method": "pgd-at+sglr", "method_params": {"sglr": {"r": 0.2, "temperature": 1.5}}}
+    files = sglr_records(tmp_path, 10000, run_spec)
+    md = make_table(files, spec(methods=["pgd-at+sglr"], attacks=["natural", "pgd20"], published="sglr-tab2"),
+                    tmp_path / "t.md")
+    # SGLR Table 2, PGD-AT+SGLR: natural 82.9 / 83.0 / -0.1, PGD-20 56.4 / 55.9 / 0.5 (printed with 1 decimal).
+    assert rows(md, "pgd-at+sglr")[0][1:7] == ["83.5", "83.0", "0.5", "56.5", "56.0", "0.5"]
+    assert rows(md, "↳ paper")[0][1:7] == ["82.9", "83.0", "-0.1", "56.4", "55.9", "0.5"]
+    assert rows(md, "↳ Δ")[0][1:7] == ["+0.6", "0.0", "+0.6", "+0.1", "+0.1", "0.0"]
+    assert "Summary: 6 of 6 comparable cells within ±1 pt of the paper" in md
+
+
+def test_subset_and_smoke_cells_are_marked_never_compared(tmp_path):
+    run_spec = {**FULL_RUN, "scale": "smoke", "training": {"epochs": 2}, "base_method": "pgd-at+sglr",
+                "method_params": {"sglr": {"r": 0.2, "temperature": 1.5}}}
+    files = sglr_records(tmp_path, 200, run_spec)
+    md = make_table(files, spec(methods=["pgd-at+sglr"], attacks=["natural", "pgd20"], published="sglr-tab2"),
+                    tmp_path / "t.md")
+    assert set(rows(md, "↳ Δ")[0][1:7]) == {"n/c†"}
+    assert "Summary: 0 of 0 comparable cells" in md and "6 of 6 published cells not comparable" in md
+    for reason in ("smoke scale", "2 epochs, paper 200", "200 of 10000 test images"):
+        assert reason in md
+    cells = pd.read_csv(tmp_path / "t.csv")
+    assert not cells["comparable"].any() and cells["delta"].isna().all()
+
+
+def test_an_ablation_cell_is_matched_by_its_hyperparameters(tmp_path):
+    files = []
+    for name, r, t in (("sglr-r0.4-T2", 0.4, 2.0), ("sglr-r0.6-T1", 0.6, 1.0)):
+        run_spec = {**FULL_RUN, "base_method": "pgd-at+sglr", "method_params": {"sglr": {"r": r, "temperature": t}}}
+        for ckpt in ("best", "final"):
+            files.append(record(tmp_path, dataset="cifar10", arch="resnet18", method=name, seed=0, ckpt=ckpt,
+                                attack="natural", correct=8000, n=10000, run_spec=run_spec,
+                                params={"kind": "natural", "eps": EPS}))
+    variants = {"sglr-r0.4-T2": {"sglr": {"r": 0.4, "temperature": 2.0}},
+                "sglr-r0.6-T1": {"sglr": {"r": 0.6, "temperature": 1.0}}}
+    md = make_table(files, spec(methods=list(variants), attacks=["natural"], published="sglr-tab4", variants=variants),
+                    tmp_path / "t.md")
+    # Table 4: SA of (r 0.4, T 2) is 83.9 and of (r 0.6, T 1) is 78.5, compared with natural accuracy of best.pt.
+    assert rows(md, "sglr-r0.4-T2")[0][:3] == ["sglr-r0.4-T2", "0.4", "2"]
+    papers = rows(md, "↳ paper")
+    assert [p[3] for p in papers] == ["83.9", "78.5"] and [p[4] for p in papers] == ["", ""]
+
+
+def test_population_std_where_the_paper_uses_it(tmp_path):
+    # ADR Table 7 prints the population std (ddof = 0) of its five runs.
+    files = []
+    for seed, correct in enumerate([5280, 5228, 5274, 5255, 5263]):   # ADR Tab. 7's AT robust accuracies
+        files.append(record(tmp_path, dataset="cifar10", arch="resnet18", method="pgd-at", seed=seed, ckpt="best",
+                            attack="pgd100", correct=correct, n=10000,
+                            run_spec={**FULL_RUN, "base_method": "pgd-at", "method_params": {}},
+                            params={"kind": "pgd", "steps": 100, "eps": EPS}))
+    md = make_table(files, spec(methods=["pgd-at"], attacks=["pgd100"], checkpoints=["best"], published="adr-tab7"),
+                    tmp_path / "t.md")
+    assert rows(md, "pgd-at")[0][1] == "52.60 ± 0.182"
+    assert rows(md, "↳ paper")[0][1] == "52.60 ± 0.182" and rows(md, "↳ Δ")[0][1] == "0.00"
+    assert "population std (ddof=0)" in md
+
+
+def test_noise_gap_from_histories(tmp_path):
+    runs, files = [], []
+    for noise, train, test in (("none", 1.0, 0.9), ("symmetric-0.6", 0.95, 0.30)):
+        path = tmp_path / noise / "history.csv"
+        path.parent.mkdir()
+        pd.DataFrame({"epoch": [1, 2], "train_clean_acc": [0.5, train], "test_clean_acc": [0.4, test],
+                      "train_robust_acc": [float("nan")] * 2, "test_robust_acc": [float("nan")] * 2}).to_csv(path, index=False)
+        files.append(path)
+        runs.append({"dataset": "cifar10", "noise": noise, "arch": "resnet18", "method": "standard", "seed": 0,
+                     "spec": {**FULL_RUN, "base_method": "standard", "method_params": {}}})
+    md = make_table(files, spec(kind="noise-gap", methods=["standard"], noise=["none", "symmetric-0.6"],
+                                datasets=["cifar10"], archs=["resnet18"], runs=runs, published="sglr-tabB2"),
+                    tmp_path / "t.md")
+    # gaps 10.0 and 65.0 points; SGLR Tab. B.2 prints 26.8 and 62.1 for hard labels.
+    assert rows(md, "standard")[0][1:3] == ["10.0", "65.0"]
+    assert rows(md, "↳ paper")[0][1:3] == ["26.8", "62.1"] and rows(md, "↳ Δ")[0][1:3] == ["−16.8", "+2.9"]

@@ -14,16 +14,20 @@ import yaml
 
 from _eval_fixtures import REPO_ROOT
 
+GRID = {"datasets": ["digits"], "noise": ["none", "symmetric-0.4"], "archs": ["cnn"],
+        "methods": ["standard", "pgd-at"], "seeds": [0, 1]}
 CONFIG = {
-    "experiment": {"datasets": ["digits"], "noise": ["none", "symmetric-0.4"], "archs": ["cnn"],
-                   "methods": ["standard", "pgd-at"], "seeds": [0, 1]},
     "datasets": {"digits": {"source": "digits", "val_size": 144, "threat": {"eps": 0.1, "alpha": 0.025, "steps": 10}}},
     "transfer": {"sources": {"wide-at": {"arch": "cnn-wide", "method": "pgd-at"}},
                  "attacks": {"pgd10": {"kind": "pgd", "steps": 10}}},
-    "evaluation": {"attacks": {"natural": {"kind": "natural"},
-                               "aa": {"kind": "autoattack", "methods": ["pgd-at"], "noise": ["none"], "seeds": [0]}}},
-    "calibration": {"enabled": True, "seeds": [0]},
-    "sanity": {"enabled": True, "methods": ["pgd-at"], "noise": ["none"]},
+    "evaluation": {"attacks": {"natural": {"kind": "natural"}, "aa": {"kind": "autoattack"}}},
+    "experiments": {
+        "main": {**GRID, "attacks": ["natural"]},
+        "aa": {**GRID, "methods": ["pgd-at"], "noise": ["none"], "seeds": [0], "attacks": ["aa"]},
+        "transfer": {**GRID, "kind": "transfer", "sources": ["wide-at"], "attacks": ["pgd10"]},
+        "calibration": {**GRID, "kind": "calibration", "seeds": [0]},
+        "masking": {**GRID, "kind": "sanity", "methods": ["pgd-at"], "noise": ["none"], "checkpoints": ["best"]},
+    },
 }
 
 
@@ -59,16 +63,18 @@ def test_one_crafting_job_serves_every_target(tmp_path):
     assert "results/digits/none/cnn-wide/pgd-at/seed0/best.pt" in craft.split("jobid")[0]
     # calibration: seed 0 only; sanity: pgd-at on clean labels, both seeds
     assert counts["calibrate"] == targets // 2 and counts["sanity"] == 2
-    # natural on every checkpoint; AutoAttack on pgd-at / none / seed 0 only (best and final)
-    # (attacks that run everywhere share one job per checkpoint; narrowed ones get their own)
-    assert counts["evaluate"] == targets * 2 and counts["evaluate_one"] == 2
+    # natural on every run (one job each, both checkpoints); AutoAttack only where the
+    # aa experiment asks: pgd-at / none / seed 0, best and final
+    assert counts["evaluate"] == targets and counts["evaluate_attack"] == 2
     assert "results/digits/none/cnn/pgd-at/seed0/eval/final-aa.json" in out
     assert "seed1/eval/best-aa.json" not in out and "standard/seed0/eval/best-aa.json" not in out
+    # one table and one figure per experiment
+    assert counts["tables"] == counts["figures"] == 5
 
 
-def test_transfer_off_by_default_and_unknown_kind_rejected(tmp_path):
+def test_no_transfer_experiment_no_transfer_jobs_and_unknown_kind_rejected(tmp_path):
     pytest.importorskip("snakemake")
-    base = {k: v for k, v in CONFIG.items() if k not in ("transfer", "calibration", "sanity", "evaluation")}
+    base = {**CONFIG, "experiments": {"main": CONFIG["experiments"]["main"]}}
     counts = job_counts(dry_run(tmp_path, base))
     assert "craft_transfer" not in counts and "calibrate" not in counts and "sanity" not in counts
     from soften.config import ConfigError, validate_config

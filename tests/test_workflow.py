@@ -19,22 +19,15 @@ def snakemake(repo, workdir, config, env, *extra):
     return subprocess.run(cmd, env=env, capture_output=True, text=True)
 
 
+TINY_DIGITS = {"training": {"epochs": 2, "lr_milestones": [1]}, "threat": {"eps": 0.1, "alpha": 0.05, "steps": 2}}
+
+
 def test_pipeline_end_to_end_then_nothing_to_do(repo, default_config, tmp_path, subprocess_env):
-    tiny = {
-        "experiment": {"noise": ["none", "symmetric-0.4"], "methods": ["standard", "pgd-at"], "seeds": [0]},
-        "datasets": {"digits": {"training": {"epochs": 2, "lr_milestones": [1]},
-                                "threat": {"eps": 0.1, "alpha": 0.05, "steps": 2}}},
-        "evaluation": {"attacks": {"natural": {"kind": "natural"}, "pgd20": {"kind": "pgd", "steps": 20}},
-                       "n_examples": 100},
-    }
-    base = dict(default_config)
-    # The default config's AutoAttack/CW columns, transfer, calibration and sanity
-    # are not part of this test (deep_merge cannot drop them, so replace them here).
-    base["evaluation"] = {**default_config["evaluation"], "attacks": {}}
-    base["transfer"] = {"sources": {}}
-    base["calibration"] = {"enabled": False}
-    base["sanity"] = {"enabled": False}
-    cfg = write_config(tmp_path / "tiny.yaml", base, **tiny)
+    grid = {"datasets": ["digits"], "noise": ["none", "symmetric-0.4"], "archs": ["cnn"],
+            "methods": ["standard", "pgd-at"], "seeds": [0], "attacks": ["natural", "pgd20"]}
+    tiny = {"datasets": {"digits": TINY_DIGITS}, "evaluation": {"n_examples": 100},
+            "experiments": {"main": grid, "autoattack": None, "transfer": None, "calibration": None, "masking": None}}
+    cfg = write_config(tmp_path / "tiny.yaml", default_config, **tiny)
     first = snakemake(repo, tmp_path, cfg, subprocess_env)
     assert first.returncode == 0, first.stderr[-3000:]
 
@@ -42,18 +35,18 @@ def test_pipeline_end_to_end_then_nothing_to_do(repo, default_config, tmp_path, 
     assert "### digits · noise symmetric-0.4 · cnn" in table
     methods = [l.split("|")[1].strip() for l in table.splitlines() if l.startswith("|") and "---" not in l]
     assert methods.count("pgd-at") == 2 and methods.count("standard") == 2
-    rows = list(csv.DictReader((tmp_path / "results" / "tables" / "runs.csv").open()))
-    # 2 noise x 2 methods x 1 seed runs, each with 2 checkpoints x 2 attacks.
-    assert len(rows) == 16
-    assert {r["attack"] for r in rows} == {"natural", "pgd20"}
-    assert all(r["n"] == "100" for r in rows)
-    for name in ("main.csv", "main.tex", "runs.csv"):
+    cells = list(csv.DictReader((tmp_path / "results" / "tables" / "main.csv").open()))
+    # 2 noise x 2 methods, each 2 attacks x (Best, Final, Diff).
+    assert len(cells) == 24 and {c["column"] for c in cells} == {"natural", "pgd20"}
+    record = json.loads((tmp_path / "results/digits/none/cnn/pgd-at/seed0/eval/best-pgd20.json").read_text())
+    assert record["n"] == 100 and record["params"]["steps"] == 20
+    for name in ("main.csv", "main.tex"):
         assert (tmp_path / "results" / "tables" / name).stat().st_size > 0
     run = tmp_path / "results" / "digits" / "none" / "cnn" / "pgd-at" / "seed0"
     assert (run / "history.csv").read_text().count("\n") == 3
     assert (tmp_path / "results" / "logs" / "train" / "digits" / "none" / "cnn" / "pgd-at" / "seed0.log").exists()
 
-    figure = tmp_path / "results" / "figures" / "curves-digits-symmetric-0.4-cnn.png"
+    figure = tmp_path / "results" / "figures" / "main.png"
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     second = snakemake(repo, tmp_path, cfg, subprocess_env)
@@ -64,30 +57,29 @@ def test_pipeline_end_to_end_then_nothing_to_do(repo, default_config, tmp_path, 
 def test_every_evaluation_rule_runs_on_a_tiny_grid(repo, default_config, tmp_path, subprocess_env):
     """The default config's whole evaluation suite (AutoAttack, CW, transfer,
     calibration, sanity), shrunk to one 2-epoch run and a few test images."""
+    one = {"noise": ["none"], "methods": ["pgd-at"], "seeds": [0]}
     tiny = {
-        "experiment": {"noise": ["none"], "methods": ["pgd-at"], "seeds": [0]},
-        "datasets": {"digits": {"training": {"epochs": 2, "lr_milestones": [1]},
-                                "threat": {"eps": 0.1, "alpha": 0.05, "steps": 2}}},
-        "evaluation": {"n_examples": 40, "attacks": {"aa": {"n_examples": 10, "methods": ["pgd-at"],
-                                                            "checkpoints": ["best"]}}},
-        "transfer": {"sources": {"cnn-at-s100": {"seed": 100}}},
-        "calibration": {"n_examples": 20, "methods": ["pgd-at"],
-                        "inputs": {"square": {"settings": {"square.n_queries": 50}}}},
-        "sanity": {"n_examples": 20, "methods": ["pgd-at"]},
+        "datasets": {"digits": TINY_DIGITS},
+        "evaluation": {"n_examples": 40, "attacks": {"aa": {"n_examples": 10}}},
+        "calibration": {"n_examples": 20, "inputs": {"square": {"settings": {"square.n_queries": 50}}}},
+        "sanity": {"n_examples": 20},
+        "experiments": {"main": one, "autoattack": {**one, "checkpoints": ["best"]}, "transfer": one,
+                        "calibration": one, "masking": one},
     }
     cfg = write_config(tmp_path / "tiny.yaml", default_config, **tiny)
     proc = snakemake(repo, tmp_path, cfg, subprocess_env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     tables = tmp_path / "results" / "tables"
     header = next(l for l in (tables / "main.md").read_text().splitlines() if l.startswith("|"))
-    for column in ("natural Best", "pgd20 Best", "cw20 Final", "aa Best"):
+    for column in ("natural Best", "pgd20 Best", "cw20 Final"):
         assert column in header
-    for name in ("transfer", "calibration", "sanity"):
+    assert "aa Best" in next(l for l in (tables / "autoattack.md").read_text().splitlines() if l.startswith("|"))
+    for name in ("transfer", "calibration", "masking"):
         assert "pgd-at" in (tables / f"{name}.md").read_text(), name
     run = tmp_path / "results" / "digits" / "none" / "cnn" / "pgd-at" / "seed0"
     aa = json.loads((run / "eval" / "best-aa.json").read_text())
     assert aa["n"] == 10 and not (run / "eval" / "final-aa.json").exists()
-    figure = tmp_path / "results" / "figures" / "reliability-digits-none-cnn-seed0-best.png"
-    assert figure.read_bytes()[:4] == b"\x89PNG"
+    for name in ("calibration", "masking", "transfer"):
+        assert (tmp_path / "results" / "figures" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
     crafted = list((tmp_path / "results" / "digits" / "transfer" / "cnn-at-s100").glob("*.pt"))
     assert sorted(p.stem for p in crafted) == ["cw20", "pgd10"]

@@ -1,9 +1,11 @@
-"""Command line: ``python -m soften STAGE ...`` (fetch, noise, train, evaluate,
-calibrate, sanity, craft-transfer, evaluate-transfer, tables, plots).
+"""Command line: ``python -m soften COMMAND ...``.
 
-Each stage can take its settings from the config file (``--config``) or, as
-Snakemake does, as a resolved JSON spec (``--spec``), so both routes run the
-very same settings.
+The stage commands (fetch, noise, train, evaluate, evaluate_attack, calibrate, sanity,
+craft_transfer, evaluate_transfer, tables, figures) are the Snakemake rules of the
+same name and call the function of the same name in soften.stages. Each takes its
+settings either from an experiment file (``--configfile``) or, as Snakemake passes
+them, as a resolved JSON spec (``--spec``), so both routes run the same settings.
+``show-config`` prints what an experiment file resolves to.
 """
 
 from __future__ import annotations
@@ -14,223 +16,282 @@ import logging
 import sys
 from pathlib import Path
 
-from soften.config import (ConfigError, load_config, resolve_calibration, resolve_eval, resolve_run, resolve_sanity,
-                           resolve_transfer)
+from soften import stages
+from soften.config import ConfigError
+
+EXAMPLES = {
+    "fetch": "python -m soften fetch --configfile config/config.yaml --dataset digits --out resources/datasets/digits.npz",
+    "noise": "python -m soften noise --dataset-npz resources/datasets/digits.npz --noise symmetric-0.4 "
+             "--out resources/noise/digits/symmetric-0.4.npz",
+    "train": "python -m soften train --configfile config/config.yaml --dataset digits --noise none --arch cnn "
+             "--method pgd-at --seed 0 --out results/digits/none/cnn/pgd-at/seed0",
+    "evaluate": "python -m soften evaluate --configfile config/config.yaml --attack pgd20 "
+                "--checkpoint results/digits/none/cnn/pgd-at/seed0/best.pt --dataset-npz resources/datasets/digits.npz "
+                "--out best-pgd20.json",
+    "show-config": "python -m soften show-config --configfile config/sglr.yaml --run cifar10/none/resnet18/pgd-at+sglr/seed0",
+}
+
+
+def _configfiles(args) -> list[str]:
+    return args.configfile or []
+
+
+def _load(args):
+    from soften.config import load_config
+
+    if not _configfiles(args):
+        raise ConfigError("give either --spec JSON or --configfile FILE")
+    return load_config(_configfiles(args), _overrides(args))
+
+
+def _overrides(args) -> dict:
+    out = {}
+    for item in getattr(args, "config", None) or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--config takes KEY=VALUE, got {item!r}")
+        import yaml
+
+        out[key] = yaml.safe_load(value) if value else None
+    return out
+
+
+def _placed(spec: dict, args) -> dict:
+    """Where a job runs is not part of its spec's identity: --device/--threads set it."""
+    spec = dict(spec)
+    if getattr(args, "device", None):
+        spec["device"] = args.device
+    if getattr(args, "threads", None):
+        spec["threads"] = args.threads
+    spec.setdefault("device", "auto")
+    spec.setdefault("threads", 1)
+    return spec
 
 
 def _spec(args, resolver):
     if args.spec:
-        return json.loads(args.spec)
-    if not args.config:
-        raise ConfigError("give either --spec JSON or --config FILE")
-    return resolver(load_config(args.config))
+        spec = json.loads(args.spec)
+    else:
+        spec = resolver(_load(args))
+    return [_placed(s, args) for s in spec] if isinstance(spec, list) else _placed(spec, args)
+
+
+def _required(args, *names):
+    missing = [f"--{n.replace('_', '-')}" for n in names if getattr(args, n, None) in (None, "")]
+    if missing:
+        raise ConfigError(f"with --configfile, also give {', '.join(missing)}")
 
 
 def cmd_fetch(args):
-    from soften.data import fetch_dataset
+    from soften.config import fetch_entry
 
     if args.entry:
         entry = json.loads(args.entry)
-    elif args.config:
-        cfg = load_config(args.config)
-        if args.dataset not in cfg["datasets"]:
-            raise ConfigError(f"dataset {args.dataset!r} has no entry under 'datasets' in {args.config}")
-        entry = cfg["datasets"][args.dataset]
     else:
-        raise ConfigError("give either --entry JSON or --config FILE")
-    options = {**entry.get("options", {}), "val_size": entry["val_size"], "val_seed": entry["val_seed"]}
-    # Downloads are cached (verified, renamed into place only when complete) in
-    # --download-dir, else the dataset's options, else beside the datasets folder:
-    # resources/datasets/x.npz -> resources/downloads.
-    if args.download_dir:
-        options["download_dir"] = args.download_dir
-    options.setdefault("download_dir", str(Path(args.out).parent.parent / "downloads"))
-    meta = fetch_dataset(entry["source"], options, args.out)
+        cfg = _load(args)
+        if args.dataset not in cfg["datasets"]:
+            raise ConfigError(f"dataset {args.dataset!r} has no entry under 'datasets' in {', '.join(_configfiles(args))}")
+        entry = fetch_entry(cfg, args.dataset)
+    meta = stages.fetch(entry, args.out, args.download_dir)
     print(json.dumps({k: meta[k] for k in ("dataset", "splits", "sha256")}))
 
 
 def cmd_noise(args):
-    from soften.stages import make_noise
-
-    print(json.dumps(make_noise(args.dataset_npz, args.noise, args.seed, args.out)))
+    print(json.dumps(stages.noise(args.dataset_npz, args.noise, args.seed, args.out)))
 
 
 def cmd_train(args):
-    from soften.training.loop import train
+    from soften.config import resolve_run
 
+    if not args.spec:
+        _required(args, "dataset", "noise", "arch", "method")
     spec = _spec(args, lambda cfg: resolve_run(cfg, args.dataset, args.noise, args.arch, args.method, args.seed))
-    train(spec, args.out, stop_after_epoch=args.stop_after_epoch)
+    stages.train(spec, args.out, stop_after_epoch=args.stop_after_epoch)
 
 
 def cmd_evaluate(args):
-    from soften.evaluation import evaluate_checkpoint
+    from soften.config import resolve_eval
 
-    spec = _spec(args, lambda cfg: resolve_eval(cfg, args.dataset, args.attack))
-    # A JSON list of specs evaluates several attacks in one process, one --out each.
-    specs = spec if isinstance(spec, list) else [spec]
-    if len(specs) != len(args.out):
-        raise ConfigError(f"give one --out per attack spec ({len(specs)} specs, {len(args.out)} outputs)")
-    for one, out in zip(specs, args.out):
-        evaluate_checkpoint(args.checkpoint, args.dataset_npz, one, out)
+    if not args.spec:
+        _required(args, "dataset", "attack")
+    specs = _spec(args, lambda cfg: [resolve_eval(cfg, args.dataset, a) for a in args.attack.split(",")])
+    stages.evaluate(args.checkpoint, args.dataset_npz, specs if isinstance(specs, list) else [specs], args.out)
 
 
-def _pairs(args):
-    if len(args.checkpoint) != len(args.out):
-        raise ConfigError(f"give one --out per --checkpoint ({len(args.checkpoint)} checkpoints, {len(args.out)} outputs)")
-    return zip(args.checkpoint, args.out)
+def cmd_evaluate_attack(args):
+    from soften.config import resolve_eval
+
+    if not args.spec:
+        _required(args, "dataset", "attack")
+    stages.evaluate_attack(args.checkpoint[0], args.dataset_npz,
+                           _spec(args, lambda cfg: resolve_eval(cfg, args.dataset, args.attack)), args.out[0])
 
 
 def cmd_calibrate(args):
-    from soften.evaluation import calibrate_checkpoint
+    from soften.config import resolve_calibration
 
-    spec = _spec(args, lambda cfg: resolve_calibration(cfg, args.dataset))
-    for checkpoint, out in _pairs(args):
-        calibrate_checkpoint(checkpoint, args.dataset_npz, spec, out)
+    if not args.spec:
+        _required(args, "dataset")
+    stages.calibrate(args.checkpoint, args.dataset_npz, _spec(args, lambda cfg: resolve_calibration(cfg, args.dataset)), args.out)
 
 
 def cmd_sanity(args):
-    from soften.evaluation import sanity_checkpoint
+    from soften.config import resolve_sanity
 
-    spec = _spec(args, lambda cfg: resolve_sanity(cfg, args.dataset))
-    for checkpoint, out in _pairs(args):
-        sanity_checkpoint(checkpoint, args.dataset_npz, spec, out)
+    if not args.spec:
+        _required(args, "dataset")
+    stages.sanity(args.checkpoint, args.dataset_npz, _spec(args, lambda cfg: resolve_sanity(cfg, args.dataset)), args.out)
 
 
 def cmd_craft_transfer(args):
-    from soften.evaluation import craft_transfer
+    from soften.config import resolve_transfer
 
+    if not args.spec:
+        _required(args, "dataset", "source", "attack")
     spec = _spec(args, lambda cfg: resolve_transfer(cfg, args.dataset, args.source, args.attack))
-    print(json.dumps(craft_transfer(args.checkpoint, args.dataset_npz, spec, args.out)))
+    print(json.dumps(stages.craft_transfer(args.checkpoint, args.dataset_npz, spec, args.out)))
 
 
 def cmd_evaluate_transfer(args):
-    from soften.evaluation import evaluate_transfer
+    spec = _placed({"batch_size": args.batch_size}, args)
+    stages.evaluate_transfer(args.checkpoint, args.crafted, args.out, spec)
 
-    spec = json.loads(args.spec) if args.spec else {"batch_size": args.batch_size, "device": args.device, "threads": 1}
-    if args.jobs:
-        jobs = json.loads(args.jobs)
-    elif args.checkpoint and args.crafted and args.out:
-        jobs = [{"checkpoint": args.checkpoint, "crafted": args.crafted, "out": args.out}]
-    else:
-        raise ConfigError("give --jobs JSON or all of --checkpoint, --crafted, --out")
-    for job in jobs:
-        evaluate_transfer(job["checkpoint"], job["crafted"], spec, job["out"])
+
+def _table_spec(args):
+    if args.spec:
+        return json.loads(args.spec)
+    from soften.config import table_spec
+
+    if not args.experiment:
+        raise ConfigError("give --spec JSON, or --configfile FILE with --experiment NAME")
+    return table_spec(_load(args), args.experiment)
 
 
 def cmd_tables(args):
-    from soften.tables import make_tables
-
-    order = args.methods.split(",") if args.methods else None
-    attacks = args.attacks.split(",") if args.attacks else None
-    md = make_tables(args.inputs, args.out_dir, method_order=order, attack_order=attacks,
-                     transfer_order=args.transfer_attacks.split(",") if args.transfer_attacks else None)
-    print(md)
+    print(stages.tables(args.inputs, _table_spec(args), args.out))
 
 
-def cmd_plots(args):
-    from soften.plots import collect_histories, plot_curves
-
-    order = args.methods.split(",") if args.methods else None
-    for path in plot_curves(collect_histories(args.inputs), args.out_dir, order):
-        print(path)
+def cmd_figures(args):
+    print(stages.figures(args.inputs, _table_spec(args), args.out))
 
 
-def cmd_reliability(args):
-    from soften.plots import collect_calibration, plot_reliability
+def cmd_show_config(args):
+    from soften.show import show_config
 
-    for path in plot_reliability(collect_calibration(args.inputs), args.out_dir):
-        print(path)
+    print(show_config(_configfiles(args) or ["config/config.yaml"], _overrides(args), run=args.run,
+                      experiment=args.experiment), end="")
+
+
+def _add_config_args(s, required: bool = False):
+    s.add_argument("--configfile", action="append", required=required, metavar="FILE",
+                   help="experiment file (repeat to merge overlays, later files win), e.g. config/sglr.yaml")
+    s.add_argument("--config", action="append", metavar="KEY=VALUE",
+                   help="override a top-level key, e.g. --config scale=smoke (repeatable)")
+
+
+def _add_placement(s):
+    s.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the spec's, else auto)")
+    s.add_argument("--threads", type=int, help="CPU threads (default: the spec's, else 1)")
+
+
+def _sub(sub, name, helptext, func, *aliases):
+    example = EXAMPLES.get(name)
+    s = sub.add_parser(name, aliases=list(aliases), help=helptext, description=helptext,
+                       epilog=f"example:\n  {example}" if example else None,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.set_defaults(func=func)
+    return s
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m soften", description=__doc__)
-    p.add_argument("-v", "--verbose", action="store_true")
-    sub = p.add_subparsers(dest="stage", required=True)
+    from soften import __version__
 
-    s = sub.add_parser("fetch", help="materialise a dataset as one npz + JSON sidecar")
-    s.add_argument("--config", help="config file (the dataset's entry is read from it)")
-    s.add_argument("--entry", help="the dataset's validated config entry as JSON (what Snakemake passes)")
-    s.add_argument("--dataset", required=True)
+    p = argparse.ArgumentParser(prog="python -m soften", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("--version", action="version", version=f"soften {__version__}")
+    sub = p.add_subparsers(dest="stage", required=True, metavar="COMMAND")
+
+    s = _sub(sub, "fetch", "materialise a dataset as one npz + JSON sidecar", cmd_fetch)
+    _add_config_args(s)
+    s.add_argument("--entry", help="the dataset's config entry as JSON (what Snakemake passes)")
+    s.add_argument("--dataset", required=True, help="dataset name (a key under 'datasets')")
     s.add_argument("--out", required=True, help="output .npz path")
     s.add_argument("--download-dir", help="download cache (default: ../downloads beside the output's folder)")
-    s.set_defaults(func=cmd_fetch)
 
-    s = sub.add_parser("noise", help="inject label noise into the training labels")
-    s.add_argument("--dataset-npz", required=True)
-    s.add_argument("--noise", required=True, help="'none' or KIND-RATE, e.g. symmetric-0.4")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--out", required=True)
-    s.set_defaults(func=cmd_noise)
+    s = _sub(sub, "noise", "inject label noise into the training labels", cmd_noise)
+    s.add_argument("--dataset-npz", required=True, help="the fetched dataset")
+    s.add_argument("--noise", required=True, help="'none' or KIND-RATE, e.g. symmetric-0.4 or asymmetric-0.4")
+    s.add_argument("--seed", type=int, default=0, help="seed of the noise draw (default 0)")
+    s.add_argument("--out", required=True, help="output .npz path")
 
-    s = sub.add_parser("train", help="train (or resume) one run")
+    s = _sub(sub, "train", "train (or resume) one run", cmd_train)
     s.add_argument("--spec", help="resolved run spec as JSON (what Snakemake passes)")
-    s.add_argument("--config")
-    for name in ("dataset", "noise", "arch", "method"):
-        s.add_argument(f"--{name}")
-    s.add_argument("--seed", type=int, default=0)
+    _add_config_args(s)
+    s.add_argument("--dataset", help="with --configfile: dataset name")
+    s.add_argument("--noise", help="with --configfile: 'none' or KIND-RATE")
+    s.add_argument("--arch", help="with --configfile: architecture, e.g. resnet18")
+    s.add_argument("--method", help="with --configfile: method or variant name, e.g. pgd-at+sglr")
+    s.add_argument("--seed", type=int, default=0, help="with --configfile: training seed (default 0)")
     s.add_argument("--out", required=True, help="run directory")
-    s.add_argument("--stop-after-epoch", type=int, default=None, help="stop after this epoch's checkpoint")
-    s.set_defaults(func=cmd_train)
+    s.add_argument("--stop-after-epoch", type=int, default=None, help="stop after this epoch's checkpoint (as a kill would)")
+    _add_placement(s)
 
-    s = sub.add_parser("evaluate", help="evaluate one checkpoint under one attack")
-    s.add_argument("--checkpoint", required=True)
-    s.add_argument("--dataset-npz", required=True)
-    s.add_argument("--spec")
-    s.add_argument("--config")
-    s.add_argument("--dataset")
-    s.add_argument("--attack")
-    s.add_argument("--out", required=True, nargs="+", help="one JSON path per attack spec")
-    s.set_defaults(func=cmd_evaluate)
+    for name, helptext, func in (
+        ("evaluate", "evaluate one checkpoint under attacks (natural, PGD, CW), one JSON each", cmd_evaluate),
+        ("evaluate_attack", "evaluate one checkpoint under one attack (AutoAttack, Square, or any other)",
+         cmd_evaluate_attack),
+        ("calibrate", "ECE and reliability data of one checkpoint", cmd_calibrate),
+        ("sanity", "gradient-masking sanity checks of one checkpoint", cmd_sanity),
+    ):
+        s = _sub(sub, name, helptext, func)
+        many = name != "evaluate_attack"
+        s.add_argument("--checkpoint", required=True, nargs="+" if many else 1,
+                       help="best.pt and/or final.pt of a run" if many else "best.pt or final.pt of a run")
+        s.add_argument("--dataset-npz", required=True, help="the fetched dataset (its test split is used)")
+        s.add_argument("--spec", help="resolved spec as JSON (what Snakemake passes; a list for evaluate)")
+        _add_config_args(s)
+        s.add_argument("--dataset", help="with --configfile: dataset name")
+        if name in ("evaluate", "evaluate_attack"):
+            s.add_argument("--attack", help="with --configfile: attack name(s) under evaluation.attacks, comma-separated")
+        s.add_argument("--out", required=True, nargs="+" if many else 1,
+                       help="output JSON" + (" per checkpoint (and attack), checkpoint-major" if many else ""))
+        _add_placement(s)
 
-    for name, helptext, func in (("calibrate", "ECE and reliability data of checkpoints", cmd_calibrate),
-                                 ("sanity", "gradient-masking sanity checks of checkpoints", cmd_sanity)):
-        s = sub.add_parser(name, help=helptext)
-        s.add_argument("--checkpoint", required=True, nargs="+")
-        s.add_argument("--dataset-npz", required=True)
-        s.add_argument("--spec")
-        s.add_argument("--config")
-        s.add_argument("--dataset")
-        s.add_argument("--out", required=True, nargs="+", help="one JSON per checkpoint, in the same order")
-        s.set_defaults(func=func)
-
-    s = sub.add_parser("craft-transfer", help="craft a black-box transfer set on a source checkpoint")
-    s.add_argument("--checkpoint", required=True, help="source checkpoint")
-    s.add_argument("--dataset-npz", required=True)
-    s.add_argument("--spec")
-    s.add_argument("--config")
-    s.add_argument("--dataset")
-    s.add_argument("--source")
-    s.add_argument("--attack")
+    s = _sub(sub, "craft_transfer", "craft a black-box transfer set on a source checkpoint", cmd_craft_transfer,
+             "craft-transfer")
+    s.add_argument("--checkpoint", required=True, help="the source model's checkpoint")
+    s.add_argument("--dataset-npz", required=True, help="the fetched dataset")
+    s.add_argument("--spec", help="resolved transfer spec as JSON")
+    _add_config_args(s)
+    s.add_argument("--dataset", help="with --configfile: dataset name")
+    s.add_argument("--source", help="with --configfile: a name under transfer.sources")
+    s.add_argument("--attack", help="with --configfile: a name under transfer.attacks")
     s.add_argument("--out", required=True, help="output .pt")
-    s.set_defaults(func=cmd_craft_transfer)
+    _add_placement(s)
 
-    s = sub.add_parser("evaluate-transfer", help="evaluate target checkpoints on crafted transfer sets")
-    s.add_argument("--checkpoint", help="target checkpoint")
-    s.add_argument("--crafted", help="transfer set from craft-transfer")
-    s.add_argument("--out")
-    s.add_argument("--jobs", help='JSON list of {"checkpoint", "crafted", "out"} (what Snakemake passes)')
-    s.add_argument("--spec")
-    s.add_argument("--batch-size", type=int, default=512)
-    s.add_argument("--device", default="auto")
-    s.set_defaults(func=cmd_evaluate_transfer)
+    s = _sub(sub, "evaluate_transfer", "evaluate a target checkpoint on crafted transfer sets", cmd_evaluate_transfer,
+             "evaluate-transfer")
+    s.add_argument("--checkpoint", required=True, nargs="+", help="the target run's checkpoints")
+    s.add_argument("--crafted", required=True, nargs="+", help="transfer sets from craft_transfer")
+    s.add_argument("--out", required=True, nargs="+", help="one JSON per checkpoint and set, checkpoint-major")
+    s.add_argument("--batch-size", type=int, default=512, help="evaluation batch size (speed only)")
+    _add_placement(s)
 
-    s = sub.add_parser("tables", help="gather evaluation JSON into tables")
-    s.add_argument("inputs", nargs="+", help="evaluation JSON files or directories to search")
-    s.add_argument("--out-dir", required=True)
-    s.add_argument("--methods", help="comma-separated row order")
-    s.add_argument("--attacks", help="comma-separated column order")
-    s.add_argument("--transfer-attacks", help="comma-separated column order of transfer attacks")
-    s.set_defaults(func=cmd_tables)
-    s = sub.add_parser("plots", help="learning-curve figures from history.csv files")
-    s.add_argument("inputs", nargs="+", help="history.csv files or directories to search")
-    s.add_argument("--out-dir", required=True)
-    s.add_argument("--methods", help="comma-separated legend order")
-    s.set_defaults(func=cmd_plots)
+    for name, helptext, func in (("tables", "one experiment's table (.md, .csv, .tex)", cmd_tables),
+                                 ("figures", "one experiment's figure (.png)", cmd_figures)):
+        s = _sub(sub, name, helptext, func)
+        s.add_argument("inputs", nargs="+", help="the experiment's result JSON / history.csv files")
+        s.add_argument("--spec", help="the experiment's table spec as JSON (what Snakemake passes)")
+        _add_config_args(s)
+        s.add_argument("--experiment", help="with --configfile: the experiment's name")
+        s.add_argument("--out", required=True, help="output .md (tables; .csv and .tex beside it) or .png (figures)")
 
-    s = sub.add_parser("reliability", help="reliability diagrams from calibration JSON files")
-    s.add_argument("inputs", nargs="+", help="calibration JSON files or directories to search")
-    s.add_argument("--out-dir", required=True)
-    s.set_defaults(func=cmd_reliability)
+    s = _sub(sub, "show-config", "print an experiment file fully resolved, or one run's spec, with where each value "
+             "comes from", cmd_show_config, "show_config")
+    _add_config_args(s)
+    s.add_argument("--run", help="DATASET/NOISE/ARCH/METHOD/seedK: print that run's resolved spec")
+    s.add_argument("--experiment", help="print the runs of that experiment")
     return p
 
 

@@ -1,41 +1,79 @@
-"""Configuration: schema validation, defaults, and per-run resolution.
+"""Configuration: loading, validation, the smoke scale, and per-job resolution.
 
-Snakemake validates the config with ``snakemake.utils.validate`` against the
-same schema file (``workflow/schemas/config.schema.yaml`` links here); the CLI
-uses :func:`load_config`, so a run launched by DVC or by hand sees exactly the
-settings a Snakemake job would.
+One loader, :func:`load_config`, serves the Snakefile, the CLI and DVC:
+
+- it reads exactly the files it is given (the experiment file, then any
+  overlays) and nothing else: an experiment file never inherits from the digits
+  demo or any other file;
+- files and overrides merge key by key; a mapping merges into a mapping, any
+  other value replaces, an empty mapping or list *empties* the key and ``null``
+  removes it (so it takes its documented default);
+- absent keys take the schema's defaults, then cross-references are checked;
+- ``scale: smoke`` shrinks the run (:data:`SMOKE`).
+
+Every value a job uses is then traceable to one of the files or to a documented
+default: :data:`TRAINING_DEFAULTS` and :data:`soften.training.methods.COMPONENT_DEFAULTS`
+cite their paper sections, and ``python -m soften show-config`` prints the
+resolved config or a run's spec with the origin of every value.
 """
 
 from __future__ import annotations
 
 import copy
 import importlib.resources
+import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import jsonschema
 import yaml
 
-from soften.devices import resolve_device  # noqa: F401  (re-exported)
+from soften import layout
+from soften.attacks.kinds import KIND_PARAMS, SHARED_KEYS
 from soften.noise import parse_noise_name
 
-#: Training defaults; each can be overridden globally (``training:``) or per dataset.
+#: Training defaults, each with its source; overridden by ``training:`` then ``datasets.<name>.training``.
 TRAINING_DEFAULTS: dict[str, Any] = {
-    "epochs": 200,             # Rice et al. 2020 / SGLR §4: 200 epochs, piecewise decay
-    "batch_size": 128,         # SGLR §4, ADR §5.1
+    "epochs": 200,             # SGLR §4, ADR §5.1 (CIFAR): 200 epochs
+    "batch_size": 128,         # ADR §5.1 (SGLR does not state it; Rice et al. 2020 use 128)
     "lr": 0.1,                 # SGLR §4, ADR §5.1
-    "momentum": 0.9,
+    "momentum": 0.9,           # SGLR §4, ADR §5.1
     "weight_decay": 5e-4,      # SGLR §4, ADR §5.1
-    "nesterov": False,
-    "lr_milestones": [100, 150],  # Rice et al. piecewise schedule: /10 at 50% and 75%
-    "lr_gamma": 0.1,
-    "attack_bn_mode": "train",  # as Rice et al., ADR and AWP code (TRADES' and TE's code attack in eval mode)
-    "amp": "auto",             # bf16 autocast on CUDA, off on CPU
-    "val_attack_steps": 10,    # PGD steps for per-epoch val/test monitoring
-    "test_subset": 1000,       # test examples monitored per epoch (None = all)
-    "eval_batch_size": 256,
+    "nesterov": False,         # SGLR §4 ("SGD with a momentum of 0.9"); ADR §5.1 uses Nesterov
+    "lr_milestones": [100, 150],  # SGLR §4: /10 at epochs 100 and 150; ADR §5.1: at 50% and 75%
+    "lr_gamma": 0.1,           # SGLR §4, ADR §5.1
+    "attack_bn_mode": "train",  # reference code of Rice et al., ADR and AWP (docs/methods.md)
+    "amp": "auto",             # bf16 autocast when training on CUDA, off on CPU (evaluation is fp32)
+    "val_attack_steps": 10,    # ADR §5.1: PGD-10 on the validation set selects the best checkpoint
+    "test_subset": 1000,       # test examples monitored per epoch, for the curves only (None = all)
+    "eval_batch_size": 256,    # monitoring batch size (speed only)
     "nan_check_every": 20,     # batches between non-finite-loss checks (a GPU sync)
 }
+TRAINING_SOURCES: dict[str, str] = {
+    "epochs": "SGLR §4, ADR §5.1", "batch_size": "ADR §5.1", "lr": "SGLR §4, ADR §5.1",
+    "momentum": "SGLR §4, ADR §5.1", "weight_decay": "SGLR §4, ADR §5.1", "nesterov": "SGLR §4",
+    "lr_milestones": "SGLR §4", "lr_gamma": "SGLR §4, ADR §5.1", "attack_bn_mode": "reference code (docs/methods.md)",
+    "amp": "soften (speed; evaluation is fp32)", "val_attack_steps": "ADR §5.1", "test_subset": "soften (curves only)",
+    "eval_batch_size": "soften (speed)", "nan_check_every": "soften (speed)",
+}
+
+#: The smoke scale: the same DAG on a handful of images. Two epochs, so that every
+#: epoch-scheduled part of a method (TE's ramp, SWA, LR decays) runs at least once.
+SMOKE: dict[str, Any] = {
+    "subset": {"train": 16, "val": 8, "test": 8},
+    "val_size": 8,
+    "epochs": 2,
+    "batch_size": 8,
+    "threat_steps": 2,        # training PGD steps
+    "attack_steps": 2,        # at most this many steps for PGD/CW evaluations, transfer and calibration
+    "n_examples": 8,          # test images per evaluation
+    "sanity": {"eps_multipliers": [1, 4], "eps_steps": 2, "steps": [1, 2]},
+    "threads": 1,
+}
+
+#: Experiment names that would shadow a workflow rule (an experiment is also a Snakemake target).
+RESERVED_NAMES = frozenset({"all", "fetch", "noise", "train", "evaluate", "evaluate_attack", "calibrate", "sanity",
+                            "craft_transfer", "evaluate_transfer", "tables", "figures"})
 
 
 class ConfigError(ValueError):
@@ -47,7 +85,84 @@ def schema() -> dict[str, Any]:
     return yaml.safe_load(text)
 
 
-def _extend_with_defaults(validator_class):
+# ------------------------------------------------------------------ merging and loading
+
+def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``extra`` over ``base``: mappings merge key by key, anything else replaces;
+    ``{}``/``[]`` empty a key and ``None`` removes it."""
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and value and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+deep_merge = merge
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise ConfigError(f"config file {path} is not valid YAML{where}: {getattr(err, 'problem', err)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def _typed(value: Any) -> Any:
+    """Snakemake parses nested ``--config`` values with YAML's base loader (all strings): retype them."""
+    if isinstance(value, dict):
+        return {k: _typed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_typed(v) for v in value]
+    if isinstance(value, str):
+        try:
+            return yaml.safe_load(value) if value else value
+        except yaml.YAMLError:
+            return value
+    return value
+
+
+def _as_list(paths: str | Path | Iterable[str | Path]) -> list[Path]:
+    if isinstance(paths, (str, Path)):
+        return [Path(paths)]
+    return [Path(p) for p in paths]
+
+
+def layered(paths: str | Path | Iterable[str | Path], overrides: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, str]]:
+    """Merge the files and overrides; also return each leaf's origin (dotted key -> file or '--config')."""
+    cfg: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    layers = [(read_yaml(p), str(p)) for p in _as_list(paths)]
+    if overrides:
+        layers.append(({k: _typed(v) if isinstance(v, (dict, list)) else v for k, v in overrides.items()}, "--config"))
+    for data, origin in layers:
+        cfg = merge(cfg, data)
+        for key in _leaves(data):
+            origins = {k: v for k, v in origins.items() if not (k == key or k.startswith(key + "."))}
+            origins[key] = origin
+    return cfg, origins
+
+
+def _leaves(data: Any, prefix: str = "") -> list[str]:
+    if isinstance(data, dict) and data:
+        return [leaf for k, v in data.items() for leaf in _leaves(v, f"{prefix}{k}.")]
+    return [prefix[:-1]] if prefix else []
+
+
+def _with_defaults(validator_class):
     validate_props = validator_class.VALIDATORS["properties"]
 
     def set_defaults(validator, properties, instance, schema):
@@ -62,7 +177,7 @@ def _extend_with_defaults(validator_class):
 
 def validate_config(cfg: dict[str, Any]) -> dict[str, Any]:
     """Validate (filling schema defaults in place) and cross-check references."""
-    validator = _extend_with_defaults(jsonschema.Draft202012Validator)(schema())
+    validator = _with_defaults(jsonschema.Draft202012Validator)(schema())
     errors = sorted(validator.iter_errors(cfg), key=lambda e: list(e.absolute_path))
     if errors:
         e = errors[0]
@@ -72,50 +187,124 @@ def validate_config(cfg: dict[str, Any]) -> dict[str, Any]:
     return cfg
 
 
-def check_references(cfg: dict[str, Any]) -> None:
-    """Checks a JSON schema cannot express: names that must exist elsewhere."""
-    from soften.data.sources import BUILDERS
-    from soften.training.methods import parse_method
+def load_config(paths: str | Path | Iterable[str | Path], overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The validated config from these files (merged in order) and overrides, at its scale."""
+    cfg, _ = layered(paths, overrides)
+    cfg = validate_config(cfg)
+    if cfg["scale"] == "smoke":
+        cfg = validate_config(smoke_config(cfg))
+    return cfg
 
-    exp = cfg["experiment"]
-    for name in exp["datasets"]:
-        if name not in cfg["datasets"]:
-            raise ConfigError(f"invalid config at 'experiment/datasets': dataset {name!r} has no entry under 'datasets'")
+
+def smoke_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The smoke scale of a validated config: other folders, a few images per split."""
+    out = copy.deepcopy(cfg)
+    out["results_dir"] = f"{cfg['results_dir'].rstrip('/')}-smoke"
+    out["resources_dir"] = f"{cfg['resources_dir'].rstrip('/')}-smoke"
+    out["threads"] = SMOKE["threads"]
+    for entry in out["datasets"].values():
+        entry["val_size"] = SMOKE["val_size"]
+        entry["subset"] = dict(SMOKE["subset"])
+    out["scale"] = "smoke"
+    return out
+
+
+def _scale_epoch(epoch: int, full: int, smoke: int) -> int:
+    return max(1, min(smoke, math.ceil(epoch * smoke / full)))
+
+
+def smoke_run(spec: dict[str, Any]) -> dict[str, Any]:
+    """A run spec at the smoke scale: every epoch-valued knob scaled to the shorter run."""
+    full, smoke = spec["training"]["epochs"], SMOKE["epochs"]
+    tr = dict(spec["training"], epochs=smoke, batch_size=SMOKE["batch_size"], test_subset=SMOKE["n_examples"],
+              lr_milestones=sorted({_scale_epoch(m, full, smoke) for m in spec["training"]["lr_milestones"] if m <= full}),
+              val_attack_steps=min(spec["training"]["val_attack_steps"], SMOKE["attack_steps"]))
+    params = copy.deepcopy(spec["method_params"])
+    for comp in params.values():
+        for key in [k for k in comp if k.endswith("_epoch")]:
+            comp[key] = _scale_epoch(int(comp[key]), full, smoke)
+    threat = dict(spec["threat"], steps=min(spec["threat"]["steps"], SMOKE["threat_steps"]))
+    return {**spec, "training": tr, "method_params": params, "threat": threat}
+
+
+def smoke_attack(params: dict[str, Any]) -> dict[str, Any]:
+    """Attack parameters at the smoke scale: PGD/CW steps capped; AutoAttack and Square keep their standard budget."""
+    if params["kind"] in ("pgd", "cw"):
+        return {**params, "steps": min(int(params.get("steps", 20)), SMOKE["attack_steps"])}
+    return params
+
+
+# ------------------------------------------------------------------ cross-references
+
+def check_references(cfg: dict[str, Any]) -> None:
+    """Checks a JSON schema cannot express: names that must exist elsewhere, grammars, scopes."""
+    from soften.data.sources import BUILDERS
+
     for name, entry in cfg["datasets"].items():
         if entry["source"] not in BUILDERS:
             raise ConfigError(f"invalid config at 'datasets/{name}/source': unknown source {entry['source']!r}; known: {sorted(BUILDERS)}")
-    for noise in exp["noise"]:
-        kind, rate = parse_noise_name(noise)
-        if not 0 <= rate < 1:
-            raise ConfigError(f"invalid config at 'experiment/noise': rate of {noise!r} must be in [0, 1)")
-    for method in exp["methods"]:
-        try:
-            parse_method(method)
-        except ValueError as err:
-            raise ConfigError(f"invalid config at 'experiment/methods': {err}") from None
-        for dataset in exp["datasets"]:
-            teacher_chain(cfg, dataset, method)
+    for name, v in cfg.get("variants", {}).items():
+        _check_variant(cfg, name, v)
     for name, attack in cfg["evaluation"]["attacks"].items():
         _check_attack(f"evaluation/attacks/{name}", attack)
-    transfer = cfg.get("transfer", {})
-    for name, source in transfer.get("sources", {}).items():
-        try:
-            parse_method(source["method"])
-        except ValueError as err:
-            raise ConfigError(f"invalid config at 'transfer/sources/{name}/method': {err}") from None
-    for name, attack in transfer.get("attacks", {}).items():
+    for name, source in cfg["transfer"]["sources"].items():
+        _check_method(cfg, f"transfer/sources/{name}/method", source["method"])
+        _check_noise(f"transfer/sources/{name}/noise", source["noise"])
+    for name, attack in cfg["transfer"]["attacks"].items():
         _check_attack(f"transfer/attacks/{name}", attack, kinds=("pgd", "cw"))
-    for name, attack in cfg.get("calibration", {}).get("inputs", {}).items():
+    for name, attack in cfg["calibration"]["inputs"].items():
         _check_attack(f"calibration/inputs/{name}", attack, kinds=("natural", "pgd", "cw", "square", "autoattack"))
+    for name, exp in cfg["experiments"].items():
+        _check_experiment(cfg, name, exp)
+
+
+def _check_noise(where: str, noise: str) -> None:
+    try:
+        parse_noise_name(noise)
+    except ValueError as err:
+        raise ConfigError(f"invalid config at '{where}': {err}") from None
+
+
+def _check_method(cfg: dict[str, Any], where: str, method: str) -> None:
+    from soften.training.methods import parse_method
+
+    if method in cfg.get("variants", {}):
+        return
+    try:
+        parse_method(method)
+    except ValueError as err:
+        raise ConfigError(f"invalid config at '{where}': {err}") from None
+
+
+def _check_variant(cfg: dict[str, Any], name: str, entry: dict[str, Any]) -> None:
+    from soften.training.methods import method_params, parse_method
+
+    where = f"variants/{name}"
+    try:
+        parse_method(name)
+    except ValueError:
+        pass
+    else:
+        raise ConfigError(f"invalid config at '{where}': a variant may not be named like a method; "
+                          f"call it e.g. '{name.replace('+', '-')}-v1'")
+    if not all(c.isalnum() or c in "._-" for c in name):
+        raise ConfigError(f"invalid config at '{where}': a variant name is a folder name: letters, digits, '.', '_', '-'")
+    try:
+        parse_method(entry["method"])
+        spec = parse_method(entry["method"])
+        unused = set(entry.get("params") or {}) - set(spec.components)
+        if unused:
+            raise ValueError(f"sets {sorted(unused)}, which are not components of {entry['method']!r} {spec.components}")
+        method_params(entry["method"], entry.get("params") or {})
+    except ValueError as err:
+        raise ConfigError(f"invalid config at '{where}': {err}") from None
 
 
 def _check_attack(where: str, attack: dict[str, Any], kinds: tuple[str, ...] | None = None) -> None:
     """The attack kind exists (and is allowed here) and takes every given key."""
-    from soften.evaluation.attacks import ATTACK_KINDS, KIND_PARAMS, SHARED_KEYS
-
     kind = attack["kind"]
-    allowed = kinds or tuple(sorted(ATTACK_KINDS))
-    if kind not in ATTACK_KINDS or kind not in allowed:
+    allowed = kinds or tuple(sorted(KIND_PARAMS))
+    if kind not in KIND_PARAMS or kind not in allowed:
         raise ConfigError(f"invalid config at '{where}/kind': unknown kind {kind!r}; known: {sorted(allowed)}")
     unknown = sorted(set(attack) - SHARED_KEYS - KIND_PARAMS[kind])
     if unknown:
@@ -123,55 +312,79 @@ def _check_attack(where: str, attack: dict[str, Any], kinds: tuple[str, ...] | N
                           f"known: {sorted(KIND_PARAMS[kind] | SHARED_KEYS)}")
 
 
-def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"config file {path} does not exist")
-    cfg = yaml.safe_load(path.read_text()) or {}
-    if overrides:
-        cfg = deep_merge(cfg, overrides)
-    return validate_config(cfg)
+def _check_experiment(cfg: dict[str, Any], name: str, exp: dict[str, Any]) -> None:
+    where = f"experiments/{name}"
+    if name in RESERVED_NAMES or not all(c.isalnum() or c in "_-" for c in name):
+        raise ConfigError(f"invalid config at '{where}': an experiment name is a Snakemake target: letters, digits, "
+                          f"'_' and '-', and none of {sorted(RESERVED_NAMES)}")
+    for dataset in exp["datasets"]:
+        if dataset not in cfg["datasets"]:
+            raise ConfigError(f"invalid config at '{where}/datasets': dataset {dataset!r} has no entry under 'datasets'")
+    for i, noise in enumerate(exp["noise"]):
+        _check_noise(f"{where}/noise/{i}", noise)
+    for method in exp["methods"]:
+        _check_method(cfg, f"{where}/methods", method)
+        for dataset in exp["datasets"]:
+            teacher_chain(cfg, dataset, method)
+    kind = exp["kind"]
+    if kind in ("accuracy", "transfer") and not exp.get("attacks"):
+        raise ConfigError(f"invalid config at '{where}/attacks': a {kind} experiment names its attacks")
+    if kind == "accuracy":
+        _check_names(f"{where}/attacks", exp["attacks"], cfg["evaluation"]["attacks"], "evaluation/attacks")
+    if kind == "transfer":
+        _check_names(f"{where}/attacks", exp["attacks"], cfg["transfer"]["attacks"], "transfer/attacks")
+        if not exp.get("sources"):
+            raise ConfigError(f"invalid config at '{where}/sources': a transfer experiment names its sources")
+        _check_names(f"{where}/sources", exp["sources"], cfg["transfer"]["sources"], "transfer/sources")
+        targets = set(layout.experiment_runs(cfg, name))
+        for dataset in exp["datasets"]:
+            for source in exp["sources"]:
+                run, _ = layout.transfer_source(cfg, dataset, source)
+                if run in targets:
+                    raise ConfigError(f"invalid config at 'transfer/sources/{source}': the source run {run_label(run)} "
+                                      f"is also a target of experiment {name!r}; a black-box source must be an independent model")
+    elif exp.get("sources"):
+        raise ConfigError(f"invalid config at '{where}/sources': only transfer experiments have sources")
+    if kind not in ("accuracy", "transfer") and exp.get("attacks"):
+        raise ConfigError(f"invalid config at '{where}/attacks': a {kind} experiment takes no attacks "
+                          f"({'calibration/inputs says what it measures' if kind == 'calibration' else 'drop the key'})")
+    if exp.get("published"):
+        from soften.published import sources
+
+        if exp["published"] not in sources():
+            raise ConfigError(f"invalid config at '{where}/published': unknown paper table {exp['published']!r}; "
+                              f"known: {sorted(sources())}")
 
 
-def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
+def _check_names(where: str, names: list[str], known: dict[str, Any], section: str) -> None:
+    for n in names:
+        if n not in known:
+            raise ConfigError(f"invalid config at '{where}': {n!r} has no entry under '{section}' (known: {sorted(known)})")
 
 
-# ---------------------------------------------------------------- paths
-
-def dataset_path(cfg: dict[str, Any], dataset: str) -> str:
-    return f"{cfg['resources_dir']}/datasets/{dataset}.npz"
+def run_label(run: layout.Run) -> str:
+    return f"{run.dataset}/{run.noise}/{run.arch}/{run.method}/seed{run.seed}"
 
 
-def noise_path(cfg: dict[str, Any], dataset: str, noise: str) -> str:
-    return f"{cfg['resources_dir']}/noise/{dataset}/{noise}.npz"
+# ------------------------------------------------------------------ methods and teachers
 
-
-def run_dir(cfg: dict[str, Any], dataset: str, noise: str, arch: str, method: str, seed: int | str) -> str:
-    return f"{cfg['results_dir']}/{dataset}/{noise}/{arch}/{method}/seed{seed}"
-
-
-
-
-def method_overrides(cfg: dict[str, Any], dataset: str) -> dict[str, dict[str, Any]]:
-    """The config's ``methods:`` section with ``datasets.<dataset>.methods`` merged over it, per component."""
+def method_overrides(cfg: dict[str, Any], dataset: str, method: str = "") -> dict[str, dict[str, Any]]:
+    """Component hyperparameters for a run: ``methods:``, then ``datasets.<dataset>.methods``,
+    then the variant's own ``params`` (when ``method`` names a variant)."""
     merged = {comp: dict(params or {}) for comp, params in (cfg.get("methods") or {}).items()}
-    for comp, params in ((cfg["datasets"].get(dataset) or {}).get("methods") or {}).items():
-        merged[comp] = {**merged.get(comp, {}), **(params or {})}
+    _, variant_params = layout.variant(cfg, method)
+    for layer in ((cfg["datasets"].get(dataset) or {}).get("methods") or {}, variant_params):
+        for comp, params in layer.items():
+            merged[comp] = {**merged.get(comp, {}), **(params or {})}
     return merged
 
 
 def run_method_params(cfg: dict[str, Any], dataset: str, method: str) -> dict[str, dict[str, Any]]:
     from soften.training.methods import method_params
 
+    base, _ = layout.variant(cfg, method)
     try:
-        return method_params(method, method_overrides(cfg, dataset))
+        return method_params(base, method_overrides(cfg, dataset, method))
     except ValueError as err:
         raise ConfigError(f"invalid config at 'methods' (dataset {dataset!r}, method {method!r}): {err}") from None
 
@@ -182,26 +395,37 @@ def teacher_chain(cfg: dict[str, Any], dataset: str, method: str, _path: tuple[s
 
     if method in _path:
         raise ConfigError(f"invalid config at 'methods': teacher cycle {' -> '.join((*_path, method))}")
+    base, _ = layout.variant(cfg, method)
     try:
-        parse_method(method)
+        parse_method(base)
     except ValueError as err:
-        where = f"teacher of {_path[-1]!r}" if _path else "experiment/methods"
+        where = f"teacher of {_path[-1]!r}" if _path else "experiments"
         raise ConfigError(f"invalid config at 'methods' ({where}): {err}") from None
     found: list[str] = []
-    for teacher in teacher_methods(method, run_method_params(cfg, dataset, method)):
+    for teacher in teacher_methods(base, run_method_params(cfg, dataset, method)):
         found += [teacher, *teacher_chain(cfg, dataset, teacher, (*_path, method))]
     return found
 
+
+def required_runs(cfg: dict[str, Any]) -> list[layout.Run]:
+    """Every run the config trains: the experiments' runs, their teachers and the transfer sources."""
+    runs = layout.grid_runs(cfg) + layout.source_runs(cfg)
+    out = list(runs)
+    for r in runs:
+        out += [layout.Run(r.dataset, r.noise, r.arch, t, r.seed) for t in teacher_chain(cfg, r.dataset, r.method)]
+    return list(dict.fromkeys(out))
+
+
+# ------------------------------------------------------------------ per-job specs
 
 def resolve_run(cfg: dict[str, Any], dataset: str, noise: str, arch: str, method: str, seed: int) -> dict[str, Any]:
     """Everything one training run needs, as a JSON-serialisable dict.
 
     Snakemake passes it as a rule parameter, so a change to any setting that
-    affects a run re-runs exactly that run. A distillation method's spec
-    lists its teachers: runs of the same dataset, noise, architecture and seed
-    whose ``best.pt`` (the checkpoint Chen et al. distil from: best clean
-    accuracy for the standard teacher, best robust accuracy for the
-    adversarial one, both selected on the validation split) it loads.
+    affects a run re-runs exactly that run. ``method`` may name a variant:
+    ``method`` stays the run's name, ``base_method`` is what it trains. A
+    distillation method's spec lists its teachers: runs of the same dataset,
+    noise, architecture and seed whose ``best.pt`` it loads.
     """
     from soften.training.methods import teacher_methods
 
@@ -210,27 +434,47 @@ def resolve_run(cfg: dict[str, Any], dataset: str, noise: str, arch: str, method
     entry = cfg["datasets"][dataset]
     training = {**TRAINING_DEFAULTS, **cfg.get("training", {}), **entry.get("training", {})}
     teacher_chain(cfg, dataset, method)
+    base, _ = layout.variant(cfg, method)
     params = run_method_params(cfg, dataset, method)
     teachers = [
-        {"method": t, "weight": float(w), "checkpoint": f"{run_dir(cfg, dataset, noise, arch, t, seed)}/best.pt"}
-        for t, w in teacher_methods(method, params).items()
+        {"method": t, "weight": float(w),
+         "checkpoint": layout.checkpoint_path(cfg, layout.Run(dataset, noise, arch, t, int(seed)), "best")}
+        for t, w in teacher_methods(base, params).items()
     ]
-    return {
+    spec = {
         "dataset": dataset,
         "noise": noise,
         "arch": arch,
         "method": method,
+        "base_method": base,
         "seed": int(seed),
-        "dataset_npz": dataset_path(cfg, dataset),
-        "noise_npz": noise_path(cfg, dataset, noise),
+        "dataset_npz": layout.dataset_path(cfg, dataset),
+        "noise_npz": layout.noise_path(cfg, dataset, noise),
         "device": cfg["device"],
         "threads": cfg["threads"],
+        "scale": cfg["scale"],
         "training": training,
         "threat": dict(entry["threat"]),
         "augment": dict(entry["augment"]),
+        "data_subset": entry.get("subset"),
         "method_params": params,
         **({"teachers": teachers} if teachers else {}),
     }
+    return smoke_run(spec) if cfg["scale"] == "smoke" else spec
+
+
+def attack_params(cfg: dict[str, Any], dataset: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """An attack entry's parameters with the dataset's eps filled in (an explicit eps wins)."""
+    threat = cfg["datasets"][dataset]["threat"]
+    params = {"eps": threat["eps"], **{k: v for k, v in entry.items() if k != "n_examples"}}
+    return smoke_attack(params) if cfg["scale"] == "smoke" else params
+
+
+def _n_examples(cfg: dict[str, Any], *candidates: int | None) -> int | None:
+    n = next((c for c in candidates if c is not None), None)
+    if cfg["scale"] == "smoke":
+        return min(n, SMOKE["n_examples"]) if n else SMOKE["n_examples"]
+    return n
 
 
 def resolve_eval(cfg: dict[str, Any], dataset: str, attack: str) -> dict[str, Any]:
@@ -243,37 +487,10 @@ def resolve_eval(cfg: dict[str, Any], dataset: str, attack: str) -> dict[str, An
         "attack": attack,
         "params": attack_params(cfg, dataset, entry),
         "batch_size": ev["batch_size"],
-        "n_examples": entry.get("n_examples", ev["n_examples"]),
+        "n_examples": _n_examples(cfg, entry.get("n_examples"), ev["n_examples"]),
         "device": cfg["device"],
         "threads": cfg["threads"],
     }
-
-
-#: Keys of an attack entry that choose what is evaluated, not how it is attacked.
-SELECTION_KEYS = ("n_examples", "checkpoints", "seeds", "methods", "noise")
-
-
-def attack_params(cfg: dict[str, Any], dataset: str, entry: dict[str, Any]) -> dict[str, Any]:
-    """An attack entry's parameters with the dataset's eps filled in (an explicit eps wins)."""
-    threat = cfg["datasets"][dataset]["threat"]
-    return {"eps": threat["eps"], **{k: v for k, v in entry.items() if k not in SELECTION_KEYS}}
-
-
-def attack_applies(cfg: dict[str, Any], attack: str, ckpt: str, seed: int | str, *, method: str | None = None,
-                   noise: str | None = None) -> bool:
-    """Whether evaluation attack ``attack`` runs on this checkpoint. An entry's
-    ``checkpoints``, ``seeds``, ``methods`` and ``noise`` lists narrow it (e.g. to
-    keep AutoAttack within a CPU budget); absent means all."""
-    entry = cfg["evaluation"]["attacks"][attack]
-    return (ckpt in entry.get("checkpoints", [ckpt]) and int(seed) in entry.get("seeds", [int(seed)])
-            and (method is None or method in entry.get("methods", [method]))
-            and (noise is None or noise in entry.get("noise", [noise])))
-
-
-def transfer_source_run(cfg: dict[str, Any], dataset: str, source: str) -> str:
-    """Path of the source checkpoint a transfer set is crafted on."""
-    src = cfg["transfer"]["sources"][source]
-    return f"{run_dir(cfg, dataset, src['noise'], src['arch'], src['method'], src['seed'])}/{src['checkpoint']}.pt"
 
 
 def resolve_transfer(cfg: dict[str, Any], dataset: str, source: str, attack: str) -> dict[str, Any]:
@@ -286,7 +503,7 @@ def resolve_transfer(cfg: dict[str, Any], dataset: str, source: str, attack: str
         "source": source,
         "attack": attack,
         "params": attack_params(cfg, dataset, tr["attacks"][attack]),
-        "n_examples": tr["attacks"][attack].get("n_examples", tr["n_examples"]),
+        "n_examples": _n_examples(cfg, tr["attacks"][attack].get("n_examples"), tr["n_examples"]),
         "batch_size": cfg["evaluation"]["batch_size"],
         "device": cfg["device"],
         "threads": cfg["threads"],
@@ -298,7 +515,7 @@ def resolve_calibration(cfg: dict[str, Any], dataset: str) -> dict[str, Any]:
     return {
         "inputs": {name: attack_params(cfg, dataset, entry) for name, entry in cal["inputs"].items()},
         "n_bins": cal["n_bins"],
-        "n_examples": cal["n_examples"],
+        "n_examples": _n_examples(cfg, cal["n_examples"]),
         "batch_size": cfg["evaluation"]["batch_size"],
         "device": cfg["device"],
         "threads": cfg["threads"],
@@ -307,12 +524,43 @@ def resolve_calibration(cfg: dict[str, Any], dataset: str) -> dict[str, Any]:
 
 def resolve_sanity(cfg: dict[str, Any], dataset: str) -> dict[str, Any]:
     san = cfg["sanity"]
-    settings = {k: v for k, v in san.items() if k not in ("enabled", "checkpoints", "seeds", "methods", "noise", "n_examples")}
+    settings = {k: v for k, v in san.items() if k != "n_examples"}
+    if cfg["scale"] == "smoke":
+        settings.update(SMOKE["sanity"])
     return {
         "eps": cfg["datasets"][dataset]["threat"]["eps"],
         "settings": settings,
-        "n_examples": san["n_examples"],
+        "n_examples": _n_examples(cfg, san["n_examples"]),
         "batch_size": cfg["evaluation"]["batch_size"],
         "device": cfg["device"],
         "threads": cfg["threads"],
     }
+
+
+def fetch_entry(cfg: dict[str, Any], dataset: str) -> dict[str, Any]:
+    """Only the keys of a dataset entry that shape its npz (changing a training,
+    threat or method setting must not re-fetch, and so retrain, it)."""
+    entry = cfg["datasets"][dataset]
+    return {k: entry[k] for k in ("source", "val_size", "val_seed", "options", "subset") if k in entry}
+
+
+def table_spec(cfg: dict[str, Any], name: str) -> dict[str, Any]:
+    """What the tables and figures stages need to know about one experiment."""
+    if name not in cfg["experiments"]:
+        raise ConfigError(f"experiment {name!r} has no entry under 'experiments' (known: {sorted(cfg['experiments'])})")
+    exp = cfg["experiments"][name]
+    runs = layout.experiment_runs(cfg, name)
+    spec = {"name": name, **copy.deepcopy(exp), "scale": cfg["scale"],
+            "variants": {m: layout.variant(cfg, m)[1] for m in exp["methods"] if m in cfg.get("variants", {})}}
+    if exp["kind"] in ("noise-gap", "accuracy", "transfer"):
+        # history.csv inputs carry no run fields: the runs, in input order, with what
+        # tables need of their specs (kept small: it travels on a command line).
+        spec["runs"] = [{**r.fields(), "spec": _run_summary(resolve_run(cfg, r.dataset, r.noise, r.arch, r.method, r.seed))}
+                        for r in runs]
+    return spec
+
+
+def _run_summary(spec: dict[str, Any]) -> dict[str, Any]:
+    return {"base_method": spec["base_method"], "scale": spec["scale"], "data_subset": spec["data_subset"],
+            "training": {"epochs": spec["training"]["epochs"]}, "threat": {"eps": spec["threat"]["eps"]},
+            "method_params": spec["method_params"]}

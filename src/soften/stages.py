@@ -1,24 +1,135 @@
-"""Stage functions that are thin glue between the CLI and the library."""
+"""The pipeline's stages, one function per Snakemake rule and CLI command, same name.
+
+Each takes file paths and a resolved spec (``soften.config.resolve_*``) and
+writes its outputs atomically; the library does the work. ``python -m soften
+STAGE`` (and so Snakemake and DVC) calls exactly these.
+
+| rule / command      | function               | reads                         | writes                        |
+|---------------------|------------------------|-------------------------------|-------------------------------|
+| fetch               | :func:`fetch`          | a dataset entry               | dataset npz + json            |
+| noise               | :func:`noise`          | dataset npz                   | noisy-label npz + json        |
+| train               | :func:`train`          | run spec, npz files           | best.pt, final.pt, history    |
+| evaluate            | :func:`evaluate`       | checkpoint, attack specs      | one JSON per attack           |
+| evaluate_attack     | :func:`evaluate_attack` | checkpoint, attack spec      | one JSON                      |
+| calibrate           | :func:`calibrate`      | checkpoint, calibration spec  | one JSON                      |
+| sanity              | :func:`sanity`         | checkpoint, sanity spec       | one JSON                      |
+| craft_transfer      | :func:`craft_transfer` | source checkpoint, spec       | transfer set (.pt)            |
+| evaluate_transfer   | :func:`evaluate_transfer` | checkpoint, transfer sets  | one JSON per set              |
+| tables              | :func:`tables`         | result JSON / history, spec   | table .md/.csv/.tex           |
+| figures             | :func:`figures`        | history / result JSON, spec   | one PNG                       |
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
-
-from soften.data import load_dataset_npz
 from soften.io import save_json, save_npz
-from soften.noise import inject_label_noise, parse_noise_name
 
 
-def make_noise(dataset_npz: str | Path, noise: str, seed: int, out: str | Path) -> dict[str, Any]:
+def fetch(entry: dict[str, Any], out: str | Path, download_dir: str | Path | None = None) -> dict[str, Any]:
+    """Build the dataset described by a config ``datasets`` entry into ``out`` (npz + json)."""
+    from soften.data import fetch_dataset
+
+    options = {**entry.get("options", {}), "val_size": entry.get("val_size", 0), "val_seed": entry.get("val_seed", 0)}
+    if entry.get("subset"):
+        options["subset"] = entry["subset"]
+    # Downloads are cached (verified, renamed into place only when complete) in
+    # download_dir, else the dataset's options, else beside the datasets folder:
+    # resources/datasets/x.npz -> resources/downloads.
+    if download_dir:
+        options["download_dir"] = str(download_dir)
+    options.setdefault("download_dir", str(Path(out).parent.parent / "downloads"))
+    return fetch_dataset(entry["source"], options, out)
+
+
+def noise(dataset_npz: str | Path, noise: str, seed: int, out: str | Path) -> dict[str, Any]:
     """Inject ``noise`` (e.g. 'symmetric-0.4') into the training labels only."""
+    from soften.data import load_dataset_npz
+    from soften.noise import inject_label_noise, parse_noise_name
+
     kind, rate = parse_noise_name(noise)
     arrays = load_dataset_npz(dataset_npz)
     clean = arrays["y_train"]
-    noisy, flipped = inject_label_noise(clean, len(arrays["class_names"]), kind, rate, seed)
+    names = [str(c) for c in arrays["class_names"]]
+    noisy, flipped = inject_label_noise(clean, len(names), kind, rate, seed, class_names=names)
     save_npz(out, y_train_noisy=noisy, flipped=flipped)
     meta = {"noise": noise, "kind": kind, "rate": rate, "seed": seed, "n": int(clean.size),
             "n_flipped": int(flipped.sum()), "realised_rate": float(flipped.mean()) if clean.size else 0.0}
     save_json(meta, Path(out).with_suffix(".json"))
     return meta
+
+
+def train(spec: dict[str, Any], out_dir: str | Path, *, stop_after_epoch: int | None = None) -> list[dict[str, Any]]:
+    """Train (or resume) one run into ``out_dir``."""
+    from soften.training.loop import train as train_run
+
+    return train_run(spec, out_dir, stop_after_epoch=stop_after_epoch)
+
+
+def _pairs(checkpoints: Sequence, items: Sequence, outs: Sequence) -> list[tuple[Any, Any, Any]]:
+    """(checkpoint, item, output) for outputs given checkpoint-major, as the rules list them."""
+    if len(outs) != len(checkpoints) * len(items):
+        raise ValueError(f"give one output per checkpoint and item, checkpoint-major ({len(checkpoints)} checkpoints "
+                         f"x {len(items)} = {len(checkpoints) * len(items)}, got {len(outs)} outputs)")
+    return [(c, item, outs[i * len(items) + j]) for i, c in enumerate(checkpoints) for j, item in enumerate(items)]
+
+
+def evaluate(checkpoints: Sequence[str | Path], dataset_npz: str | Path, specs: Sequence[dict[str, Any]],
+             outs: Sequence[str | Path]) -> list[dict[str, Any]]:
+    """Evaluate a run's checkpoints under several attacks, one JSON each, in one process."""
+    from soften.evaluation import evaluate_checkpoint
+
+    return [evaluate_checkpoint(c, dataset_npz, spec, out) for c, spec, out in _pairs(checkpoints, specs, outs)]
+
+
+def evaluate_attack(checkpoint: str | Path, dataset_npz: str | Path, spec: dict[str, Any], out: str | Path) -> dict[str, Any]:
+    """One attack on one checkpoint, in its own job: AutoAttack and Square (the costly
+    ones), and attacks only some experiments use."""
+    from soften.evaluation import evaluate_checkpoint
+
+    return evaluate_checkpoint(checkpoint, dataset_npz, spec, out)
+
+
+def calibrate(checkpoints: Sequence[str | Path], dataset_npz: str | Path, spec: dict[str, Any],
+              outs: Sequence[str | Path]) -> list[dict[str, Any]]:
+    """ECE and reliability data of a run's checkpoints, one JSON each."""
+    from soften.evaluation import calibrate_checkpoint
+
+    return [calibrate_checkpoint(c, dataset_npz, spec, out) for c, _, out in _pairs(checkpoints, [spec], outs)]
+
+
+def sanity(checkpoints: Sequence[str | Path], dataset_npz: str | Path, spec: dict[str, Any],
+           outs: Sequence[str | Path]) -> list[dict[str, Any]]:
+    """Gradient-masking checks of a run's checkpoints, one JSON each."""
+    from soften.evaluation import sanity_checkpoint
+
+    return [sanity_checkpoint(c, dataset_npz, spec, out) for c, _, out in _pairs(checkpoints, [spec], outs)]
+
+
+def craft_transfer(checkpoint: str | Path, dataset_npz: str | Path, spec: dict[str, Any], out: str | Path) -> dict[str, Any]:
+    from soften.evaluation import craft_transfer as craft
+
+    return craft(checkpoint, dataset_npz, spec, out)
+
+
+def evaluate_transfer(checkpoints: Sequence[str | Path], crafted: Sequence[str | Path], outs: Sequence[str | Path],
+                      spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """A target run's checkpoints on every transfer set, one JSON each (checkpoint-major)."""
+    from soften.evaluation import evaluate_transfer as evaluate_set
+
+    return [evaluate_set(c, s, spec, out) for c, s, out in _pairs(checkpoints, crafted, outs)]
+
+
+def tables(inputs: Sequence[str | Path], spec: dict[str, Any], out_md: str | Path) -> str:
+    """One experiment's table (.md, and .csv/.tex beside it) from its result files."""
+    from soften.tables import make_table
+
+    return make_table(inputs, spec, out_md)
+
+
+def figures(inputs: Sequence[str | Path], spec: dict[str, Any], out: str | Path) -> Path:
+    """One experiment's figure, by its kind."""
+    from soften.plots import experiment_figure
+
+    return experiment_figure(inputs, spec, out)

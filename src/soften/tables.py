@@ -1,230 +1,410 @@
-"""The tables stage: gather evaluation JSON into a tidy CSV and paper-style tables.
+"""The tables stage: one experiment's results as a paper-style table, the paper beside it.
 
-Tidy CSV (``runs.csv``): one row per run x checkpoint x attack.
-Paper-style table (``main.{md,csv,tex}``): one block per (dataset, noise, arch);
-rows = method; for each attack, Best / Final / Diff (Best - Final) accuracy in %,
-as mean ± std over seeds (sample std, ddof=1; '±' omitted for a single seed).
+Rows are the experiment's runs grouped by method (mean ± std over seeds), in
+blocks per (dataset, noise, architecture). Columns are what the experiment
+measures (``kind``): accuracy under each attack, accuracy on each transfer set,
+ECE per calibration input (each with Best / Final / Diff = Best − Final), the
+training-minus-test accuracy gap per noise setting, or the sanity checks.
 
-When such results are among the inputs, also:
+When the experiment names a paper table (``published:``), each block gets a
+``↳ paper`` row (the published value, as printed) and a ``↳ Δ`` row
+(reproduced − published) under every method the paper reports; a cell whose
+setting differs from the paper's (epochs, eps, test images, attack budget,
+smoke scale) gets no Δ but a mark saying why. A summary line counts the
+comparable cells within ±1.0 point (±0.01 for ECE).
 
-- ``transfer.{md,csv}`` (SGLR Tab. B.3): target accuracy (%) on each source's
-  transfer set, columns '<source> · <attack> Best/Final/Diff';
-- ``calibration.{md,csv}`` (SGLR Tab. B.1): ECE per input type, Best/Final/Diff;
-- ``sanity.{md,csv}`` (ADR App. E): each gradient-masking check per checkpoint.
-
-Every result JSON has a ``record`` field (evaluation, transfer, calibration,
-sanity; absent means evaluation), so inputs can be given in any mix.
+Outputs: ``<name>.md``, ``<name>.csv`` (one row per cell: reproduced mean,
+std, seeds, published value, Δ, comparable, why not) and ``<name>.tex``.
 """
 
 from __future__ import annotations
 
-import importlib.resources
 import json
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 import pandas as pd
-import yaml
 from tabulate import tabulate
 
+from soften import published as pubs
 from soften.io import save_text
 
-KEYS = ["dataset", "noise", "arch", "method", "seed"]
+ROW_KEYS = ["dataset", "noise", "arch", "method"]
+PART_OF = {"best": "Best", "final": "Final"}
+#: |Δ| within which a comparable cell counts as reproduced, per value kind.
+TOLERANCE = {"percent": 1.0, "ece": 0.01}
 
 
-RECORD_GLOBS = {"evaluation": "eval/*.json", "transfer": "transfer/*/*.json",
-                "calibration": "calibration/*.json", "sanity": "sanity/*.json"}
+@dataclass
+class Measurement:
+    """One number of one run: a table cell is the mean of these over seeds."""
+
+    dataset: str
+    noise: str
+    arch: str
+    method: str
+    seed: int
+    checkpoint: str            # best, final (noise-gap: final)
+    column: str
+    value: float               # in table units (% or ECE)
+    n: int | None
+    measure: dict[str, Any]    # what was measured, for matching the paper's column
+    run_spec: dict[str, Any] = field(default_factory=dict)
 
 
-def read_records(paths: Iterable[str | Path]) -> dict[str, list[tuple[Path, dict]]]:
-    """Result JSON by record type; directories are searched for every type."""
-    out: dict[str, list[tuple[Path, dict]]] = {k: [] for k in RECORD_GLOBS}
-    for p in paths:
-        p = Path(p)
-        files = sorted({f for g in RECORD_GLOBS.values() for f in p.rglob(g)}) if p.is_dir() else [p]
-        for f in files:
-            r = json.loads(f.read_text())
-            kind = r.get("record", "evaluation")
-            if kind not in out:
-                raise ValueError(f"{f}: unknown record type {kind!r}")
-            out[kind].append((f, r))
+def _load_json(path: Path) -> dict[str, Any]:
+    return json.loads(Path(path).read_text())
+
+
+def measurements(inputs: Iterable[str | Path], spec: dict[str, Any]) -> list[Measurement]:
+    """The numbers an experiment's table is made of, from its input files."""
+    kind = spec["kind"]
+    out: list[Measurement] = []
+    if kind == "noise-gap":
+        for path, run in zip(inputs, spec["runs"]):
+            last = pd.read_csv(path).iloc[-1]
+            robust = run["spec"]["base_method"].split("+")[0] != "standard"
+            split = "robust" if robust else "clean"
+            gap = 100 * (last[f"train_{split}_acc"] - last[f"test_{split}_acc"])
+            # The noise setting is the column here, not part of the row.
+            out.append(Measurement(run["dataset"], "", run["arch"], run["method"], int(run["seed"]), "final",
+                                   run["noise"], float(gap), None, {"noise": run["noise"]}, run["spec"]))
+        return out
+    for path in inputs:
+        r = _load_json(Path(path))
+        base = dict(dataset=r["dataset"], noise=r["noise"], arch=r["arch"], method=r["method"], seed=int(r["seed"]),
+                    checkpoint=r["checkpoint"], run_spec=r.get("run_spec", {}))
+        if kind == "accuracy":
+            out.append(Measurement(**base, column=r["attack"], value=100 * r["accuracy"], n=r["n"], measure=r["params"]))
+        elif kind == "transfer":
+            source = {"arch": r["source"]["arch"], "method": r["source"]["method"]}
+            out.append(Measurement(**base, column=f"{r['source_name']} · {r['attack']}", value=100 * r["accuracy"],
+                                   n=r["n"], measure={**r["params"], "source": source}))
+        elif kind == "calibration":
+            for name, res in r["inputs"].items():
+                out.append(Measurement(**base, column=name, value=res["ece"], n=r["n"], measure=res["params"]))
     return out
 
 
-def collect(paths: Iterable[str | Path], records: dict[str, list[tuple[Path, dict]]] | None = None) -> pd.DataFrame:
-    rows = []
-    for f, r in (records if records is not None else read_records(paths))["evaluation"]:
-        rows.append({k: r[k] for k in KEYS} | {
-            "checkpoint": r["checkpoint"], "checkpoint_epoch": r["checkpoint_epoch"], "attack": r["attack"],
-            "n": r["n"], "correct": r["correct"], "accuracy": r["accuracy"], "seconds": r["seconds"],
-            "file": str(f),
-        })
-    if not rows:
-        raise ValueError("no evaluation results found")
-    return pd.DataFrame(rows).sort_values(KEYS + ["checkpoint", "attack"]).reset_index(drop=True)
+def column_order(spec: dict[str, Any], found: list[str]) -> list[str]:
+    kind = spec["kind"]
+    if kind == "accuracy":
+        wanted = spec["attacks"]
+    elif kind == "transfer":
+        wanted = [f"{s} · {a}" for s in spec["sources"] for a in spec["attacks"]]
+    elif kind == "noise-gap":
+        wanted = spec["noise"]
+    else:
+        wanted = []
+    return [c for c in wanted if c in found] + [c for c in dict.fromkeys(found) if c not in wanted]
 
 
-def _fmt(values: pd.Series, scale: float = 100, digits: int = 2) -> str:
-    values = values.dropna() * scale
-    if values.empty:
+@dataclass
+class Cell:
+    mean: float | None
+    std: float | None
+    seeds: int
+    note: str = ""              # e.g. why a Diff is not printed
+
+
+def _stats(values: list[float], ddof: int) -> Cell:
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    if not values:
+        return Cell(None, None, 0)
+    s = pd.Series(values)
+    return Cell(float(s.mean()), float(s.std(ddof=ddof)) if len(s) > ddof else None, len(s))
+
+
+def aggregate(ms: list[Measurement], parts: list[str], ddof: int) -> dict[tuple, dict[tuple[str, str], Cell]]:
+    """(dataset, noise, arch, method) -> (column, part) -> Cell."""
+    by_row: dict[tuple, dict[tuple[str, str], dict[str, dict[int, float]]]] = {}
+    for m in ms:
+        row = by_row.setdefault((m.dataset, m.noise, m.arch, m.method), {})
+        row.setdefault((m.column, ""), {}).setdefault(m.checkpoint, {})[m.seed] = m.value
+    out: dict[tuple, dict[tuple[str, str], Cell]] = {}
+    for key, columns in by_row.items():
+        cells = out.setdefault(key, {})
+        for (column, _), per_ckpt in columns.items():
+            best, final = per_ckpt.get("best", {}), per_ckpt.get("final", {})
+            for part in parts:
+                if part == "Best":
+                    cells[(column, part)] = _stats(list(best.values()), ddof)
+                elif part == "Final":
+                    cells[(column, part)] = _stats(list(final.values()), ddof)
+                elif part == "Diff":
+                    paired = sorted(set(best) & set(final))
+                    cell = _stats([best[s] - final[s] for s in paired], ddof)
+                    if set(best) != set(final):
+                        cell = Cell(None, None, 0, f"seeds differ: best {len(best)}, final {len(final)}")
+                    cells[(column, part)] = cell
+                elif part == "value":
+                    cells[(column, part)] = _stats(list(final.values()), ddof)
+    return out
+
+
+def parts_of(spec: dict[str, Any]) -> list[str]:
+    if spec["kind"] == "noise-gap":
+        return ["value"]
+    ckpts = spec.get("checkpoints", ["best", "final"])
+    parts = [PART_OF[c] for c in ("best", "final") if c in ckpts]
+    return parts + (["Diff"] if len(parts) == 2 else [])
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    if value is None:
         return "n/a"
-    if len(values) == 1:
-        return f"{values.iloc[0]:.{digits}f}"
-    return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
+    text = f"{value:.{digits}f}"
+    if text.startswith("-"):
+        text = text[1:] if float(text) == 0 else "−" + text[1:]
+    return text
 
 
-def summary(df: pd.DataFrame, method_order: list[str] | None = None, attack_order: list[str] | None = None,
-            *, value: str = "accuracy", scale: float = 100, digits: int = 2) -> pd.DataFrame:
-    """Wide table: index (dataset, noise, arch, method), columns '<attack> Best/Final/Diff'."""
-    def fmt(v: pd.Series) -> str:
-        return _fmt(v, scale, digits)
+def _fmt_cell(cell: Cell, digits: tuple[int, int]) -> str:
+    """``digits``: decimal places of the mean and of the std."""
+    if cell.note:
+        return f"n/a ({cell.note})"
+    if cell.mean is None:
+        return "n/a"
+    std = f" ± {_fmt(cell.std, digits[1])}" if cell.std is not None and cell.seeds > 1 else ""
+    return _fmt(cell.mean, digits[0]) + std
 
-    wide = df.pivot_table(index=KEYS, columns=["attack", "checkpoint"], values=value)
-    attacks = attack_order or sorted(df["attack"].unique())
+
+@dataclass
+class Comparison:
+    published: pubs.Published
+    delta: float | None
+    why_not: list[str]
+
+
+def make_table(inputs: Iterable[str | Path], spec: dict[str, Any], out_md: str | Path) -> str:
+    """Write ``<name>.md`` (returned), ``.csv`` and ``.tex`` for one experiment."""
+    inputs = [Path(p) for p in inputs]
+    out_md = Path(out_md)
+    if spec["kind"] == "sanity":
+        md, frame = sanity_table(inputs, spec)
+        save_text(frame.to_csv(index=False), out_md.with_suffix(".csv"))
+        save_text(tabulate(frame, headers="keys", tablefmt="latex_booktabs", showindex=False) + "\n", out_md.with_suffix(".tex"))
+        save_text(md, out_md)
+        return md
+    table = pubs.sources().get(spec.get("published") or "", None)
+    ddof = int(table.get("std_ddof", 1)) if table else 1
+    value_kind = "ece" if spec["kind"] == "calibration" else "percent"
+    ms = measurements(inputs, spec)
+    if not ms:
+        raise ValueError(f"experiment {spec['name']!r}: no results among the {len(inputs)} inputs")
+    parts = parts_of(spec)
+    cells = aggregate(ms, parts, ddof)
+    columns = column_order(spec, [m.column for m in ms])
+    info = _row_info(ms)
+    param_cols = _param_columns(spec)
+    rows = _ordered_rows(spec, cells)
+    comparisons: dict[tuple, dict[tuple[str, str], Comparison]] = {}
+    if table:
+        for key in rows:
+            comparisons[key] = _compare(table, key, info[key], cells[key], columns, parts, ms)
+
+    records, blocks = [], []
+    block_key = (lambda k: (k[0], k[2])) if spec["kind"] == "noise-gap" else (lambda k: (k[0], k[1], k[2]))
+    for bkey in dict.fromkeys(block_key(k) for k in rows):
+        block_rows = [k for k in rows if block_key(k) == bkey]
+        header = ["method", *param_cols, *[f"{c} {p}" if p != "value" else c for c in columns for p in parts], "seeds"]
+        lines = []
+        for key in block_rows:
+            params = [_param_value(info[key]["method_params"], pc) for pc in param_cols]
+            comp = comparisons.get(key, {})
+            default = 3 if value_kind == "ece" else 2
+            digits = {cp: (pubs.digits(comp[cp].published.text), pubs.digits(comp[cp].published.text, 1))
+                      if cp in comp else (default, default) for cp in cells[key]}
+            values = [_fmt_cell(cells[key].get((c, p), Cell(None, None, 0)), digits.get((c, p), (default, default)))
+                      for c in columns for p in parts]
+            seeds = max((cell.seeds for cell in cells[key].values()), default=0)
+            lines.append([key[3], *params, *values, str(seeds)])
+            if comp:
+                lines.append(["↳ paper", *[""] * len(param_cols),
+                              *[comp[(c, p)].published.text if (c, p) in comp else "" for c in columns for p in parts], ""])
+                lines.append(["↳ Δ", *[""] * len(param_cols),
+                              *[_delta_text(comp.get((c, p)), digits.get((c, p), (2, 2))[0]) for c in columns for p in parts], ""])
+            for c in columns:
+                for p in parts:
+                    cell = cells[key].get((c, p), Cell(None, None, 0))
+                    cmp_ = comp.get((c, p))
+                    records.append({
+                        "experiment": spec["name"], "dataset": key[0], "noise": key[1], "arch": key[2], "method": key[3],
+                        **{pc: _param_value(info[key]["method_params"], pc) for pc in param_cols},
+                        "column": c, "part": p, "mean": cell.mean, "std": cell.std, "seeds": cell.seeds,
+                        "published": cmp_.published.value if cmp_ else None,
+                        "published_std": cmp_.published.std if cmp_ else None,
+                        "delta": cmp_.delta if cmp_ else None,
+                        "comparable": (not cmp_.why_not) if cmp_ else None,
+                        "why_not_comparable": "; ".join(cmp_.why_not) if cmp_ else "",
+                    })
+        title = " · ".join(str(b) for b in bkey if b) if spec["kind"] != "noise-gap" else f"{bkey[0]} · {bkey[1]}"
+        if spec["kind"] != "noise-gap":
+            title = f"{bkey[0]} · noise {bkey[1]} · {bkey[2]}"
+        blocks.append((title, header, lines))
+
+    md = _markdown(spec, table, blocks, comparisons, value_kind, ddof)
+    save_text(pd.DataFrame(records).to_csv(index=False), out_md.with_suffix(".csv"))
+    save_text(_latex(spec, blocks), out_md.with_suffix(".tex"))
+    save_text(md, out_md)
+    return md
+
+
+def _row_info(ms: list[Measurement]) -> dict[tuple, dict[str, Any]]:
+    info: dict[tuple, dict[str, Any]] = {}
+    for m in ms:
+        key = (m.dataset, m.noise, m.arch, m.method)
+        spec = m.run_spec or {}
+        info.setdefault(key, {"base_method": spec.get("base_method", m.method),
+                              "method_params": spec.get("method_params", {}), "run_spec": spec})
+    return info
+
+
+def _param_columns(spec: dict[str, Any]) -> list[str]:
+    """'component.key' for every hyperparameter the experiment's variants set."""
+    cols = []
+    for params in (spec.get("variants") or {}).values():
+        for comp, values in params.items():
+            cols += [f"{comp}.{k}" for k in values]
+    return list(dict.fromkeys(cols))
+
+
+def _param_value(method_params: dict[str, Any], column: str) -> str:
+    comp, _, key = column.partition(".")
+    value = method_params.get(comp, {}).get(key)
+    return "" if value is None else f"{value:g}" if isinstance(value, (int, float)) else str(value)
+
+
+def _ordered_rows(spec: dict[str, Any], cells: dict[tuple, Any]) -> list[tuple]:
+    order = {m: i for i, m in enumerate(spec.get("methods", []))}
+    ds = {d: i for i, d in enumerate(spec.get("datasets", []))}
+    nz = {n: i for i, n in enumerate(spec.get("noise", []))}
+    ar = {a: i for i, a in enumerate(spec.get("archs", []))}
+    if spec["kind"] == "noise-gap":
+        # One row per method (the noise settings are columns).
+        return sorted(cells, key=lambda k: (ds.get(k[0], 99), ar.get(k[2], 99), order.get(k[3], 99), k))
+    return sorted(cells, key=lambda k: (ds.get(k[0], 99), nz.get(k[1], 99), ar.get(k[2], 99), order.get(k[3], 99), k))
+
+
+def _compare(table: dict[str, Any], key: tuple, info: dict[str, Any], cells: dict[tuple[str, str], Cell],
+             columns: list[str], parts: list[str], ms: list[Measurement]) -> dict[tuple[str, str], Comparison]:
+    row = {"dataset": key[0], "noise": key[1], "arch": key[2], "method": key[3], "base_method": info["base_method"],
+           "method_params": info["method_params"]}
+    pub_row = pubs.match_row(table, row)
+    if pub_row is None:
+        return {}
     out = {}
-    for attack in attacks:
-        if attack not in wide.columns.get_level_values(0):
+    for c in columns:
+        sample = [m for m in ms if (m.dataset, m.noise, m.arch, m.method) == key and m.column == c]
+        if not sample:
             continue
-        best = wide[attack].get("best")
-        final = wide[attack].get("final")
-        groups = wide.groupby(level=["dataset", "noise", "arch", "method"])
-        out[f"{attack} Best"] = groups.apply(lambda g: fmt(g[(attack, "best")])) if best is not None else "n/a"
-        out[f"{attack} Final"] = groups.apply(lambda g: fmt(g[(attack, "final")])) if final is not None else "n/a"
-        if best is not None and final is not None:
-            out[f"{attack} Diff"] = groups.apply(lambda g: fmt(g[(attack, "best")] - g[(attack, "final")]))
-    table = pd.DataFrame(out)
-    seeds = df.groupby(["dataset", "noise", "arch", "method"])["seed"].nunique().rename("seeds")
-    table = table.join(seeds)
-    if method_order:
-        rank = {m: i for i, m in enumerate(method_order)}
-        table = table.sort_index(level="method", key=lambda idx: idx.map(lambda m: rank.get(m, len(rank))), sort_remaining=False)
-        table = table.sort_index(level=["dataset", "noise", "arch"], sort_remaining=False)
-    return table
+        for p in parts:
+            ckpt = {"Best": "best", "Final": "final", "value": "final"}.get(p)
+            single = table["parts"] == ["value"]  # one value per cell, pinned to a checkpoint
+            if single and p == "Diff":
+                continue
+            pub_col = pubs.match_column(table, sample[0].measure, ckpt if single else None)
+            if pub_col is None:
+                continue
+            published = pubs.published_cell(table, pub_row, pub_col, p)
+            if published is None:
+                continue
+            relevant = [m for m in sample if p in ("Diff", "value") or m.checkpoint == ckpt] or sample
+            why = sorted({w for m in relevant for w in pubs.not_comparable(
+                table, dataset=key[0], run_spec=m.run_spec, n=m.n, params=m.measure if m.measure.get("kind") else None)})
+            seeds_needed = table["setting"].get("seeds")
+            cell = cells[(c, p)]
+            if seeds_needed and cell.seeds < seeds_needed:
+                why.append(f"{cell.seeds} of {seeds_needed} seeds")
+            delta = None if why or cell.mean is None else cell.mean - published.value
+            out[(c, p)] = Comparison(published, delta, why)
+    return out
 
 
-ACCURACY_NOTE = ("Accuracy (%) on the test split, mean ± std over seeds. Best = checkpoint with the highest "
-                 "validation robust accuracy (validation clean accuracy for `standard`); Final = last epoch; Diff = Best − Final. A value without ± comes "
-                 "from a single seed (e.g. an attack configured for some seeds only).\n")
+def _delta_text(cmp_: Comparison | None, digits: int) -> str:
+    if cmp_ is None:
+        return ""
+    if cmp_.why_not:
+        return "n/c†"
+    if cmp_.delta is None:
+        return "n/a"
+    text = _fmt(cmp_.delta, digits)
+    return ("+" + text) if float(text.replace("−", "-")) > 0 else text
 
 
-def paper_numbers() -> dict:
-    text = importlib.resources.files("soften").joinpath("reference/paper_numbers.yaml").read_text()
-    return yaml.safe_load(text)
+def _markdown(spec, table, blocks, comparisons, value_kind, ddof) -> str:
+    parts = [f"## {spec.get('title') or spec['name']}\n"]
+    for title, header, lines in blocks:
+        parts.append(f"### {title}\n")
+        parts.append(tabulate(lines, headers=header, tablefmt="github", stralign="right", disable_numparse=True) + "\n")
+    notes = [NOTES[spec["kind"]]]
+    std = "population std (ddof=0), as the paper's" if ddof == 0 else "sample std (ddof=1)"
+    notes.append(f"Mean ± {std} over seeds; 'seeds' counts them (a value without ± is one seed).")
+    if table:
+        all_cmp = [c for row in comparisons.values() for c in row.values()]
+        comparable = [c for c in all_cmp if not c.why_not and c.delta is not None]
+        within = sum(abs(c.delta) <= TOLERANCE[value_kind] + 1e-9 for c in comparable)
+        reasons = sorted({w for c in all_cmp for w in c.why_not})
+        notes.append(f"*Published:* {table['paper']}, {table['title']}. '↳ paper' is the value as printed; "
+                     f"'↳ Δ' is reproduced − published.")
+        if table.get("note"):
+            notes.append(f"*Paper note:* {' '.join(table['note'].split())}")
+        unit = "pt" if value_kind == "percent" else ""
+        notes.append(f"**Summary: {within} of {len(comparable)} comparable cells within ±{TOLERANCE[value_kind]:g}"
+                     f"{' ' + unit if unit else ''} of the paper**; {len(all_cmp) - len(comparable)} of {len(all_cmp)} "
+                     f"published cells not comparable.")
+        if reasons:
+            notes.append("† not comparable with the paper (no Δ): " + "; ".join(reasons) + ".")
+        if not all_cmp:
+            notes.append("The paper reports none of these rows in this setting.")
+    if spec.get("note"):
+        notes.append(" ".join(spec["note"].split()))
+    return "\n".join(parts) + "\n" + "\n\n".join(notes) + "\n"
 
 
-def published(dataset: str, noise: str, arch: str, columns: list[str]) -> pd.DataFrame:
-    """The papers' numbers for one setting, in the columns of our table ('n/a' where not reported)."""
-    ref = paper_numbers()
+NOTES = {
+    "accuracy": ("Accuracy (%) on the test split. Best = the checkpoint with the highest validation robust accuracy "
+                 "(validation clean accuracy for `standard`); Final = the last epoch; Diff = Best − Final, per seed."),
+    "transfer": ("Black-box transfer: accuracy (%) of each target checkpoint on adversarial test examples crafted "
+                 "once on the source model (column '<source> · <attack>'). Diff = Best − Final."),
+    "calibration": "Expected calibration error (lower is better) on clean and attacked test inputs. Diff = Best − Final.",
+    "noise-gap": ("Training accuracy (against the noisy training labels) minus test accuracy (%), at the last epoch, "
+                  "from the per-epoch monitor: clean accuracy for standard training, PGD accuracy for adversarial "
+                  "methods. Columns are the label-noise settings."),
+}
+
+
+def _latex(spec: dict[str, Any], blocks) -> str:
+    out = []
+    for title, header, lines in blocks:
+        body = tabulate(lines, headers=header, tablefmt="latex_booktabs", disable_numparse=True,
+                        colalign=["left"] + ["right"] * (len(header) - 1))
+        caption = (spec.get("title") or spec["name"]) + f" — {title}"
+        out.append("\\begin{table}[t]\n\\centering\n\\small\n" + body + f"\n\\caption{{{_tex_escape(caption)}}}\n"
+                   "\\end{table}\n")
+    return "\n".join(out).replace("±", "$\\pm$").replace("−", "$-$").replace("↳", "$\\hookrightarrow$").replace("Δ", "$\\Delta$")
+
+
+def _tex_escape(text: str) -> str:
+    return text.replace("&", "\\&").replace("%", "\\%").replace("_", "\\_").replace("#", "\\#")
+
+
+def sanity_table(inputs: list[Path], spec: dict[str, Any]) -> tuple[str, pd.DataFrame]:
     rows = []
-    for r in ref["rows"]:
-        if (r["dataset"], r["noise"], r["arch"]) != (dataset, noise, arch):
-            continue
-        row = {"method": r["method"]}
-        for col in columns:
-            attack, _, part = col.rpartition(" ")
-            values = r.get(attack)
-            row[col] = f"{values[('Best', 'Final', 'Diff').index(part)]:.2f}" if values and part in ("Best", "Final", "Diff") else "n/a"
-        row["source"] = ref["sources"][r["source"]]
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def render_markdown(table: pd.DataFrame, note: str = ACCURACY_NOTE, *, published_numbers: bool = True) -> str:
-    parts = []
-    for (dataset, noise, arch), block in table.groupby(level=["dataset", "noise", "arch"], sort=False):
-        parts.append(f"### {dataset} · noise {noise} · {arch}\n")
-        body = block.reset_index(level=["dataset", "noise", "arch"], drop=True)
-        parts.append(tabulate(body, headers="keys", tablefmt="github", stralign="right", disable_numparse=True) + "\n")
-        columns = [c for c in body.columns if c != "seeds"]
-        if not published_numbers:
-            continue
-        paper = published(dataset, noise, arch, columns)
-        if paper.empty:
-            parts.append("*Published numbers:* none for this setting (the papers report CIFAR-10/100 "
-                         "and TinyImageNet-200 at eps = 8/255).\n")
-        else:
-            parts.append("*Published numbers* (as printed in the papers; our runs above):\n")
-            parts.append(tabulate(paper, headers="keys", tablefmt="github", stralign="right",
-                                  disable_numparse=True, showindex=False) + "\n")
-    parts.append(note)
-    return "\n".join(parts)
-
-
-def render_latex(table: pd.DataFrame) -> str:
-    return tabulate(table.reset_index(), headers="keys", tablefmt="latex_booktabs", showindex=False, disable_numparse=True) + "\n"
-
-
-def transfer_frame(records: list[tuple[Path, dict]]) -> pd.DataFrame:
-    rows = [{k: r[k] for k in KEYS} | {"checkpoint": r["checkpoint"], "source": r["source_name"], "transfer_attack": r["attack"],
-                                       "attack": f"{r['source_name']} · {r['attack']}", "n": r["n"], "correct": r["correct"],
-                                       "accuracy": r["accuracy"], "source_accuracy": r["source_accuracy"], "file": str(f)}
-            for f, r in records]
-    return pd.DataFrame(rows).sort_values(KEYS + ["checkpoint", "attack"]).reset_index(drop=True)
-
-
-def calibration_frame(records: list[tuple[Path, dict]]) -> pd.DataFrame:
-    rows = [{k: r[k] for k in KEYS} | {"checkpoint": r["checkpoint"], "attack": name, "n": r["n"], "n_bins": r["n_bins"],
-                                       "ece": v["ece"], "accuracy": v["accuracy"], "mean_confidence": v["mean_confidence"],
-                                       "file": str(f)}
-            for f, r in records for name, v in r["inputs"].items()]
-    return pd.DataFrame(rows).sort_values(KEYS + ["checkpoint", "attack"]).reset_index(drop=True)
-
-
-def sanity_frame(records: list[tuple[Path, dict]]) -> pd.DataFrame:
-    rows = []
-    for f, r in records:
-        row = {k: r[k] for k in KEYS} | {"checkpoint": r["checkpoint"], "n": r["n"], "clean": r["clean_accuracy"],
-                                         "unbounded": r["eps_sweep"][-1]["accuracy"]}
+    for f in inputs:
+        r = _load_json(f)
+        row = {k: r[k] for k in ("noise", "arch", "method", "seed", "checkpoint")} | {
+            "n": r["n"], "clean": 100 * r["clean_accuracy"], "unbounded": 100 * r["eps_sweep"][-1]["accuracy"]}
         row |= {name: ("pass" if c["passed"] else "FAIL") for name, c in r["checks"].items()}
         row["all"] = "pass" if r["passed"] else "FAIL"
         rows.append(row)
-    return pd.DataFrame(rows).sort_values(KEYS + ["checkpoint"]).reset_index(drop=True)
-
-
-TRANSFER_NOTE = ("Black-box transfer: accuracy (%) of each target checkpoint on adversarial test examples crafted "
-                 "once on the source model (column '<source> · <attack>'), mean ± std over seeds. Diff = Best − Final.\n")
-CALIBRATION_NOTE = ("Expected calibration error (lower is better) on clean and attacked test inputs, mean ± std over "
-                    "seeds. Diff = Best − Final.\n")
-
-
-def _first_seen(values: Iterable[str]) -> list[str]:
-    return list(dict.fromkeys(values))
-
-
-def make_tables(inputs: Iterable[str | Path], out_dir: str | Path, *, method_order=None, attack_order=None,
-                transfer_order=None, calibration_order=None) -> str:
-    """Write main.{md,csv,tex} and runs.csv, plus transfer/calibration/sanity tables
-    when such results are among ``inputs``. Returns the main table's Markdown.
-
-    ``transfer_order``: transfer attack names in column order (sources keep their
-    first-seen order); ``calibration_order``: input types in column order."""
-    out_dir = Path(out_dir)
-    inputs = list(inputs)
-    records = read_records(inputs)
-    if records["transfer"]:
-        tf = transfer_frame(records["transfer"])
-        attacks = transfer_order or sorted(tf["transfer_attack"].unique())
-        order = [f"{src} · {a}" for src in _first_seen(r["source_name"] for _, r in records["transfer"]) for a in attacks]
-        table = summary(tf, method_order, order)
-        save_text(table.reset_index().to_csv(index=False), out_dir / "transfer.csv")
-        save_text(render_markdown(table, TRANSFER_NOTE, published_numbers=False), out_dir / "transfer.md")
-    if records["calibration"]:
-        cf = calibration_frame(records["calibration"])
-        order = calibration_order or _first_seen(name for _, r in records["calibration"] for name in r["inputs"])
-        table = summary(cf, method_order, order, value="ece", scale=1, digits=3)
-        save_text(table.reset_index().to_csv(index=False), out_dir / "calibration.csv")
-        save_text(render_markdown(table, CALIBRATION_NOTE, published_numbers=False), out_dir / "calibration.md")
-    if records["sanity"]:
-        sf = sanity_frame(records["sanity"])
-        save_text(sf.to_csv(index=False), out_dir / "sanity.csv")
-        md = tabulate(sf.drop(columns=["dataset"]), headers="keys", tablefmt="github", showindex=False, floatfmt=".3f")
-        save_text("### Gradient-masking sanity checks (ADR App. E)\n\n" + md + "\n\n'clean' and 'unbounded' are "
-                  "accuracies without attack and under PGD with eps = 1.\n", out_dir / "sanity.md")
-    df = collect(inputs, records)
-    table = summary(df, method_order, attack_order)
-    save_text(df.to_csv(index=False), out_dir / "runs.csv")
-    save_text(table.reset_index().to_csv(index=False), out_dir / "main.csv")
-    save_text(render_latex(table), out_dir / "main.tex")
-    md = render_markdown(table)
-    save_text(md, out_dir / "main.md")
-    return md
+    frame = pd.DataFrame(rows)
+    md = (f"## {spec.get('title') or spec['name']}\n\n"
+          + tabulate(frame, headers="keys", tablefmt="github", showindex=False, floatfmt=".2f")
+          + "\n\n'clean' and 'unbounded' are accuracies (%) without attack and under PGD with eps = 1 "
+            "(ADR App. E: a model that is not masking gradients reaches 0 there).\n")
+    if spec.get("note"):
+        md += "\n" + " ".join(spec["note"].split()) + "\n"
+    return md, frame

@@ -3,17 +3,14 @@
 
 rule fetch:
     output:
-        npz=f"{RESOURCES}/datasets/{{dataset}}.npz",
-        meta=f"{RESOURCES}/datasets/{{dataset}}.json",
+        npz=L.dataset_path(CFG, "{dataset}"),
+        meta=str(Path(L.dataset_path(CFG, "{dataset}")).with_suffix(".json")),
     params:
-        # Only the keys that shape the npz: changing a dataset's training,
-        # threat or method settings must not re-fetch (and so retrain) it.
-        entry=lambda wc: json.dumps(fetch_entry(wc.dataset), sort_keys=True),
-    # Ignored unless run with --sdm conda; the default route is the project venv.
+        entry=lambda wc: json.dumps(sc.fetch_entry(CFG, wc.dataset), sort_keys=True),
     conda:
-        "../../environment.yml"
+        CONDA_ENV
     log:
-        f"{RESULTS}/logs/fetch/{{dataset}}.log",
+        L.log_path(CFG, "fetch", "{dataset}"),
     shell:
         "python -m soften fetch --entry {params.entry:q} --dataset {wildcards.dataset} "
         "--out {output.npz:q} > {log:q} 2>&1"
@@ -23,15 +20,14 @@ rule noise:
     input:
         npz=rules.fetch.output.npz,
     output:
-        npz=f"{RESOURCES}/noise/{{dataset}}/{{noise}}.npz",
-        meta=f"{RESOURCES}/noise/{{dataset}}/{{noise}}.json",
+        npz=L.noise_path(CFG, "{dataset}", "{noise}"),
+        meta=str(Path(L.noise_path(CFG, "{dataset}", "{noise}")).with_suffix(".json")),
     params:
-        seed=config["noise_seed"],
-    # Ignored unless run with --sdm conda; the default route is the project venv.
+        seed=CFG["noise_seed"],
     conda:
-        "../../environment.yml"
+        CONDA_ENV
     log:
-        f"{RESULTS}/logs/noise/{{dataset}}/{{noise}}.log",
+        L.log_path(CFG, "noise", "{dataset}/{noise}"),
     shell:
         "python -m soften noise --dataset-npz {input.npz:q} --noise {wildcards.noise} "
         "--seed {params.seed} --out {output.npz:q} > {log:q} 2>&1"

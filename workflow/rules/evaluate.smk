@@ -1,93 +1,106 @@
-# evaluate: one JSON per (run, checkpoint, attack); fp32, eval mode, test split.
+# evaluate: the cheap attacks (natural, PGD, CW) every accuracy experiment lists, one
+# job per run over its checkpoints; evaluate_attack: any other attack (AutoAttack,
+# Square, or one only some experiments use), one job per (run, checkpoint, attack),
+# exactly where an experiment asks. calibrate, sanity: one job per run of the
+# calibration / sanity experiments. Every attack runs in eval mode and fp32.
+BATCHED = L.batched_attacks(CFG)
+OWN_JOB = L.own_job_attacks(CFG)
+EVAL_CKPTS = L.kind_checkpoints(CFG, "accuracy")
+CALIBRATION_CKPTS = L.kind_checkpoints(CFG, "calibration")
+SANITY_CKPTS = L.kind_checkpoints(CFG, "sanity")
 
-if SHARED_ATTACKS:
+
+def eval_specs(wc):
+    return json.dumps([json.loads(spec_json(sc.resolve_eval(CFG, wc.dataset, a))) for a in BATCHED], sort_keys=True)
+
+
+if BATCHED:
 
     rule evaluate:
         input:
-            ckpt=f"{RUN}/{{ckpt}}.pt",
+            ckpts=[L.checkpoint_path(CFG, W, c) for c in EVAL_CKPTS],
             npz=rules.fetch.output.npz,
         output:
-            [f"{RUN}/eval/{{ckpt}}-{attack}.json" for attack in SHARED_ATTACKS],
+            [L.eval_path(CFG, W, c, a) for c in EVAL_CKPTS for a in BATCHED],
         params:
-            spec=shared_eval_specs,
-        threads: config["threads"]
+            spec=eval_specs,
+        threads: CFG["threads"]
         resources:
             gpu=GPU_JOBS,
-        # Ignored unless run with --sdm conda; the default route is the project venv.
         conda:
-            "../../environment.yml"
+            CONDA_ENV
         log:
-            f"{RESULTS}/logs/evaluate/{{dataset}}/{{noise}}/{{arch}}/{{method}}/seed{{seed}}/{{ckpt}}.log",
+            L.log_path(CFG, "evaluate", L.RUN_PATTERN),
         shell:
-            "python -m soften evaluate --checkpoint {input.ckpt:q} --dataset-npz {input.npz:q} "
-            "--spec {params.spec:q} --out {output:q} > {log:q} 2>&1"
+            "python -m soften evaluate --checkpoint {input.ckpts:q} --dataset-npz {input.npz:q} "
+            "--spec {params.spec:q} --out {output:q} --device {config[device]} --threads {threads} > {log:q} 2>&1"
 
 
-if OWN_ATTACKS:
+if OWN_JOB:
 
-    rule evaluate_one:
+    rule evaluate_attack:
         input:
-            ckpt=f"{RUN}/{{ckpt}}.pt",
+            ckpt=L.checkpoint_path(CFG, W, "{ckpt}"),
             npz=rules.fetch.output.npz,
         output:
-            f"{RUN}/eval/{{ckpt}}-{{attack}}.json",
+            L.eval_path(CFG, W, "{ckpt}", "{attack}"),
         wildcard_constraints:
-            attack="|".join(map(re.escape, OWN_ATTACKS)),
+            attack="|".join(OWN_JOB),
         params:
-            spec=eval_spec,
-        threads: config["threads"]
+            spec=lambda wc: spec_json(sc.resolve_eval(CFG, wc.dataset, wc.attack)),
+        threads: CFG["threads"]
         resources:
             gpu=GPU_JOBS,
-        # Ignored unless run with --sdm conda; the default route is the project venv.
         conda:
-            "../../environment.yml"
+            CONDA_ENV
         log:
-            f"{RESULTS}/logs/evaluate/{{dataset}}/{{noise}}/{{arch}}/{{method}}/seed{{seed}}/{{ckpt}}-{{attack}}.log",
+            L.log_path(CFG, "evaluate_attack", L.RUN_PATTERN + "-{ckpt}-{attack}"),
         shell:
-            "python -m soften evaluate --checkpoint {input.ckpt:q} --dataset-npz {input.npz:q} "
-            "--spec {params.spec:q} --out {output:q} > {log:q} 2>&1"
+            "python -m soften evaluate_attack --checkpoint {input.ckpt:q} --dataset-npz {input.npz:q} "
+            "--spec {params.spec:q} --out {output:q} --device {config[device]} --threads {threads} > {log:q} 2>&1"
 
 
-# calibration: ECE + reliability data (SGLR Tab. B.1), if enabled; one job per
-# run covers its configured checkpoints (one JSON each), saving process start-ups.
-rule calibrate:
-    input:
-        ckpts=[f"{RUN}/{c}.pt" for c in config["calibration"]["checkpoints"]],
-        npz=rules.fetch.output.npz,
-    output:
-        calibration_outputs(RUN),
-    params:
-        spec=calibration_spec,
-    threads: config["threads"]
-    resources:
-        gpu=GPU_JOBS,
-    # Ignored unless run with --sdm conda; the default route is the project venv.
-    conda:
-        "../../environment.yml"
-    log:
-        f"{RESULTS}/logs/calibrate/{{dataset}}/{{noise}}/{{arch}}/{{method}}/seed{{seed}}.log",
-    shell:
-        "python -m soften calibrate --checkpoint {input.ckpts:q} --dataset-npz {input.npz:q} "
-        "--spec {params.spec:q} --out {output:q} > {log:q} 2>&1"
+if CALIBRATION_CKPTS:
+
+    # Calibration (SGLR Tab. B.1): ECE and reliability data on clean and attacked inputs.
+    rule calibrate:
+        input:
+            ckpts=[L.checkpoint_path(CFG, W, c) for c in CALIBRATION_CKPTS],
+            npz=rules.fetch.output.npz,
+        output:
+            [L.calibration_path(CFG, W, c) for c in CALIBRATION_CKPTS],
+        params:
+            spec=lambda wc: spec_json(sc.resolve_calibration(CFG, wc.dataset)),
+        threads: CFG["threads"]
+        resources:
+            gpu=GPU_JOBS,
+        conda:
+            CONDA_ENV
+        log:
+            L.log_path(CFG, "calibrate", L.RUN_PATTERN),
+        shell:
+            "python -m soften calibrate --checkpoint {input.ckpts:q} --dataset-npz {input.npz:q} "
+            "--spec {params.spec:q} --out {output:q} --device {config[device]} --threads {threads} > {log:q} 2>&1"
 
 
-# sanity: gradient-masking checks (ADR App. E), if enabled; one job per run.
-rule sanity:
-    input:
-        ckpts=[f"{RUN}/{c}.pt" for c in config["sanity"]["checkpoints"]],
-        npz=rules.fetch.output.npz,
-    output:
-        sanity_outputs(RUN),
-    params:
-        spec=sanity_spec,
-    threads: config["threads"]
-    resources:
-        gpu=GPU_JOBS,
-    # Ignored unless run with --sdm conda; the default route is the project venv.
-    conda:
-        "../../environment.yml"
-    log:
-        f"{RESULTS}/logs/sanity/{{dataset}}/{{noise}}/{{arch}}/{{method}}/seed{{seed}}.log",
-    shell:
-        "python -m soften sanity --checkpoint {input.ckpts:q} --dataset-npz {input.npz:q} "
-        "--spec {params.spec:q} --out {output:q} > {log:q} 2>&1"
+if SANITY_CKPTS:
+
+    # Gradient-masking sanity checks (ADR App. E).
+    rule sanity:
+        input:
+            ckpts=[L.checkpoint_path(CFG, W, c) for c in SANITY_CKPTS],
+            npz=rules.fetch.output.npz,
+        output:
+            [L.sanity_path(CFG, W, c) for c in SANITY_CKPTS],
+        params:
+            spec=lambda wc: spec_json(sc.resolve_sanity(CFG, wc.dataset)),
+        threads: CFG["threads"]
+        resources:
+            gpu=GPU_JOBS,
+        conda:
+            CONDA_ENV
+        log:
+            L.log_path(CFG, "sanity", L.RUN_PATTERN),
+        shell:
+            "python -m soften sanity --checkpoint {input.ckpts:q} --dataset-npz {input.npz:q} "
+            "--spec {params.spec:q} --out {output:q} --device {config[device]} --threads {threads} > {log:q} 2>&1"

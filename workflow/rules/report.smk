@@ -1,61 +1,37 @@
-# tables: tidy CSV + paper-style Markdown/CSV/LaTeX tables from every evaluation,
-# plus transfer / calibration / sanity tables when those are configured.
+# tables: one Markdown/CSV/LaTeX table per experiment, the papers' numbers beside
+# the reproduction; figures: one PNG per experiment (learning curves, reliability
+# diagrams or sanity sweeps, by the experiment's kind).
+
+
+def table_spec(wc):
+    return json.dumps(sc.table_spec(CFG, wc.experiment), sort_keys=True)
 
 
 rule tables:
     input:
-        all_evaluations(),
-        all_transfer_evaluations(),
-        all_calibrations(),
-        all_sanity_reports(),
+        lambda wc: L.experiment_inputs(CFG, wc.experiment),
     output:
-        **table_outputs(),
+        **L.table_paths(CFG, "{experiment}"),
     params:
-        methods=",".join(EXP["methods"]),
-        attacks=",".join(config["evaluation"]["attacks"]),
-        transfer=",".join(config["transfer"]["attacks"]) or "none",
-        out_dir=lambda wc, output: str(Path(output.md).parent),
-    # Ignored unless run with --sdm conda; the default route is the project venv.
+        spec=table_spec,
     conda:
-        "../../environment.yml"
+        CONDA_ENV
     log:
-        f"{RESULTS}/logs/tables.log",
+        L.log_path(CFG, "tables", "{experiment}"),
     shell:
-        "python -m soften tables {input:q} --out-dir {params.out_dir:q} "
-        "--methods {params.methods:q} --attacks {params.attacks:q} --transfer-attacks {params.transfer:q} > {log:q} 2>&1"
+        "python -m soften tables {input:q} --spec {params.spec:q} --out {output.md:q} > {log:q} 2>&1"
 
 
-rule plots:
+rule figures:
     input:
-        [f"{run}/history.csv" for run in run_dirs()],
+        lambda wc: L.figure_inputs(CFG, wc.experiment),
     output:
-        curve_figures(),
+        L.figure_path(CFG, "{experiment}"),
     params:
-        methods=",".join(EXP["methods"]),
-        out_dir=lambda wc, output: str(Path(output[0]).parent),
-    # Ignored unless run with --sdm conda; the default route is the project venv.
+        spec=table_spec,
     conda:
-        "../../environment.yml"
+        CONDA_ENV
     log:
-        f"{RESULTS}/logs/plots.log",
+        L.log_path(CFG, "figures", "{experiment}"),
     shell:
-        "python -m soften plots {input:q} --out-dir {params.out_dir:q} "
-        "--methods {params.methods:q} > {log:q} 2>&1"
-
-
-if reliability_figures():
-
-    rule reliability_plots:
-        input:
-            all_calibrations(),
-        output:
-            reliability_figures(),
-        params:
-            out_dir=lambda wc, output: str(Path(output[0]).parent),
-        # Ignored unless run with --sdm conda; the default route is the project venv.
-        conda:
-            "../../environment.yml"
-        log:
-            f"{RESULTS}/logs/reliability.log",
-        shell:
-            "python -m soften reliability {input:q} --out-dir {params.out_dir:q} > {log:q} 2>&1"
+        "python -m soften figures {input:q} --spec {params.spec:q} --out {output:q} > {log:q} 2>&1"

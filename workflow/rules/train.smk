@@ -1,7 +1,16 @@
-# train: one job per (dataset, noise, arch, method, seed). A killed job re-run
+# train: one job per run (dataset, noise, arch, method, seed). A killed job re-run
 # with the same command resumes from last.pt (kept out of the declared outputs
 # so Snakemake never deletes it). Distillation methods (kd-at, kd-swa) declare
 # their teachers' best.pt as inputs, so the teacher runs are trained first.
+
+
+def run_spec(wc):
+    return spec_json(sc.resolve_run(CFG, wc.dataset, wc.noise, wc.arch, wc.method, int(wc.seed)))
+
+
+def teacher_checkpoints(wc):
+    spec = sc.resolve_run(CFG, wc.dataset, wc.noise, wc.arch, wc.method, int(wc.seed))
+    return [t["checkpoint"] for t in spec.get("teachers", [])]
 
 
 rule train:
@@ -10,19 +19,19 @@ rule train:
         noise=rules.noise.output.npz,
         teachers=teacher_checkpoints,
     output:
-        best=f"{RESULTS}/{{dataset}}/{{noise}}/{{arch}}/{{method}}/seed{{seed}}/best.pt",
-        final=f"{RESULTS}/{{dataset}}/{{noise}}/{{arch}}/{{method}}/seed{{seed}}/final.pt",
-        history=f"{RESULTS}/{{dataset}}/{{noise}}/{{arch}}/{{method}}/seed{{seed}}/history.csv",
+        best=L.checkpoint_path(CFG, W, "best"),
+        final=L.checkpoint_path(CFG, W, "final"),
+        history=L.history_path(CFG, W),
     params:
         spec=run_spec,
         out=lambda wc, output: str(Path(output.final).parent),
-    threads: config["threads"]
+    threads: CFG["threads"]
     resources:
         gpu=GPU_JOBS,
-    # Ignored unless run with --sdm conda; the default route is the project venv.
     conda:
-        "../../environment.yml"
+        CONDA_ENV
     log:
-        f"{RESULTS}/logs/train/{{dataset}}/{{noise}}/{{arch}}/{{method}}/seed{{seed}}.log",
+        L.log_path(CFG, "train", L.RUN_PATTERN),
     shell:
-        "python -m soften train --spec {params.spec:q} --out {params.out:q} > {log:q} 2>&1"
+        "python -m soften train --spec {params.spec:q} --out {params.out:q} "
+        "--device {config[device]} --threads {threads} > {log:q} 2>&1"

@@ -1,50 +1,51 @@
-# transfer: black-box transfer attacks (SGLR Tab. B.3). One crafting job per
-# (dataset, source, attack) writes the adversarial set; every target
-# checkpoint is evaluated on that same file. The source run itself is trained
-# by the train rule (its checkpoint path is an input).
+# Black-box transfer (SGLR Tab. B.3). craft_transfer: one adversarial set per
+# (dataset, source, attack), crafted on the source run's checkpoint (trained by the
+# train rule); evaluate_transfer: a target run's checkpoints on every set (forward
+# passes only, so one job per run covers them all).
+TRANSFER_PAIRS = L.transfer_pairs(CFG)
+TRANSFER_CKPTS = L.kind_checkpoints(CFG, "transfer")
+
+
+def source_checkpoint(wc):
+    run, ckpt = L.transfer_source(CFG, wc.dataset, wc.source)
+    return L.checkpoint_path(CFG, run, ckpt)
 
 
 rule craft_transfer:
     input:
-        ckpt=lambda wc: sc.transfer_source_run(config, wc.dataset, wc.source),
+        ckpt=source_checkpoint,
         npz=rules.fetch.output.npz,
     output:
-        f"{RESULTS}/{{dataset}}/transfer/{{source}}/{{attack}}.pt",
+        L.transfer_set_path(CFG, "{dataset}", "{source}", "{attack}"),
     params:
-        spec=transfer_spec,
-    threads: config["threads"]
+        spec=lambda wc: spec_json(sc.resolve_transfer(CFG, wc.dataset, wc.source, wc.attack)),
+    threads: CFG["threads"]
     resources:
         gpu=GPU_JOBS,
-    # Ignored unless run with --sdm conda; the default route is the project venv.
     conda:
-        "../../environment.yml"
+        CONDA_ENV
     log:
-        f"{RESULTS}/logs/craft_transfer/{{dataset}}/{{source}}/{{attack}}.log",
+        L.log_path(CFG, "craft_transfer", "{dataset}/{source}/{attack}"),
     shell:
-        "python -m soften craft-transfer --checkpoint {input.ckpt:q} --dataset-npz {input.npz:q} "
-        "--spec {params.spec:q} --out {output:q} > {log:q} 2>&1"
+        "python -m soften craft_transfer --checkpoint {input.ckpt:q} --dataset-npz {input.npz:q} "
+        "--spec {params.spec:q} --out {output:q} --device {config[device]} --threads {threads} > {log:q} 2>&1"
 
 
-# One job per target run evaluates its checkpoints on every transfer set of its
-# dataset (one JSON per checkpoint x source x attack): these are forward passes
-# only, so the job is dominated by process start-up and batching them pays.
-rule evaluate_transfer:
-    input:
-        ckpts=[f"{RUN}/{c}.pt" for c in config["transfer"]["checkpoints"]],
-        crafted=lambda wc: transfer_sets(wc.dataset),
-    output:
-        transfer_outputs(RUN),
-    params:
-        spec=lambda wc: json.dumps({"batch_size": config["evaluation"]["batch_size"], "device": config["device"],
-                                    "threads": config["threads"]}),
-        jobs=lambda wc: json.dumps(transfer_jobs(wc)),
-    threads: config["threads"]
-    resources:
-        gpu=GPU_JOBS,
-    # Ignored unless run with --sdm conda; the default route is the project venv.
-    conda:
-        "../../environment.yml"
-    log:
-        f"{RESULTS}/logs/evaluate_transfer/{{dataset}}/{{noise}}/{{arch}}/{{method}}/seed{{seed}}.log",
-    shell:
-        "python -m soften evaluate-transfer --jobs {params.jobs:q} --spec {params.spec:q} > {log:q} 2>&1"
+if TRANSFER_PAIRS:
+
+    rule evaluate_transfer:
+        input:
+            ckpts=[L.checkpoint_path(CFG, W, c) for c in TRANSFER_CKPTS],
+            crafted=[L.transfer_set_path(CFG, "{dataset}", s, a) for s, a in TRANSFER_PAIRS],
+        output:
+            [L.transfer_eval_path(CFG, W, c, s, a) for c in TRANSFER_CKPTS for s, a in TRANSFER_PAIRS],
+        threads: CFG["threads"]
+        resources:
+            gpu=GPU_JOBS,
+        conda:
+            CONDA_ENV
+        log:
+            L.log_path(CFG, "evaluate_transfer", L.RUN_PATTERN),
+        shell:
+            "python -m soften evaluate_transfer --checkpoint {input.ckpts:q} --crafted {input.crafted:q} "
+            "--out {output:q} --device {config[device]} --threads {threads} > {log:q} 2>&1"

@@ -70,6 +70,10 @@ def fetch_dataset(name: str, options: dict[str, Any], out: str | Path) -> dict[s
     val_size = int(options.get("val_size", 0))
     val_seed = int(options.get("val_seed", 0))
     arrays = build_arrays(raw, val_size, val_seed)
+    subset = options.get("subset") or {}
+    for split, n in subset.items():
+        # The first n of the split; mean/std stay those of the whole training split.
+        arrays[f"x_{split}"], arrays[f"y_{split}"] = arrays[f"x_{split}"][:n], arrays[f"y_{split}"][:n]
     save_npz(out, **arrays)
     meta = {
         "dataset": name,
@@ -80,6 +84,7 @@ def fetch_dataset(name: str, options: dict[str, Any], out: str | Path) -> dict[s
         "image_shape": list(arrays["x_train"].shape[1:]),
         "splits": {s: int(len(arrays[f"y_{s}"])) for s in ("train", "val", "test")},
         "val_seed": val_seed,
+        "subset": dict(subset),
         "mean": arrays["mean"].tolist(),
         "std": arrays["std"].tolist(),
         "seconds": round(time.time() - start, 3),

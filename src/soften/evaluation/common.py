@@ -12,9 +12,9 @@ import numpy as np
 import torch
 
 import soften
-from soften.config import resolve_device
 from soften.data import DeviceData, load_dataset_npz
-from soften.training.checkpoint import load_model
+from soften.devices import PLACEMENT_KEYS, resolve_device
+from soften.models.checkpoint import load_model
 
 
 def setup_device(spec: dict[str, Any]) -> torch.device:
@@ -53,9 +53,12 @@ def decode_mask(encoded: dict[str, Any]) -> np.ndarray:
 
 
 def run_fields(ckpt: dict[str, Any], checkpoint: str | Path) -> dict[str, Any]:
+    """The run a result belongs to, and its whole spec: tables judge from it whether
+    a cell is comparable with a paper's (epochs, threat, method parameters)."""
     run = ckpt["spec"]
     return {"dataset": run["dataset"], "noise": run["noise"], "arch": run["arch"], "method": run["method"],
-            "seed": run["seed"], "checkpoint": Path(checkpoint).stem, "checkpoint_epoch": ckpt["epoch"]}
+            "seed": run["seed"], "checkpoint": Path(checkpoint).stem, "checkpoint_epoch": ckpt["epoch"],
+            "run_spec": {k: v for k, v in run.items() if k not in PLACEMENT_KEYS}}
 
 
 def provenance(device: torch.device) -> dict[str, Any]:

@@ -39,12 +39,12 @@ import torch
 from tqdm import tqdm
 
 from soften.attacks import model_mode, pgd
-from soften.config import resolve_device
 from soften.data import DeviceData, augment_batch, load_dataset_npz
+from soften.devices import PLACEMENT_KEYS, resolve_device
 from soften.io import load_torch, save_json, save_text, save_torch
 from soften.labels import Batch, Setup, build_refiner
 from soften.models import build_model
-from soften.training.checkpoint import model_checkpoint, rng_state, set_rng_state
+from soften.models.checkpoint import model_checkpoint, rng_state, set_rng_state
 from soften.training.extras import build_extra
 from soften.training.methods import method_params, parse_method
 from soften.training.objectives import build_objective
@@ -128,11 +128,6 @@ def train_step(batch: Batch, *, objective, refiner, extras, optimizer, autocast)
     return loss.detach(), out.logits_adv.detach(), grad_norm
 
 
-#: Spec keys that say where a run executes, not what it computes: a run moved to
-#: another host or thread count still resumes from its last.pt.
-PLACEMENT_KEYS = ("device", "threads")
-
-
 def same_run(a: dict[str, Any] | None, b: dict[str, Any]) -> bool:
     def strip(spec):
         return {k: v for k, v in spec.items() if k not in PLACEMENT_KEYS}
@@ -163,7 +158,8 @@ def train(spec: dict[str, Any], out_dir: str | Path, *, stop_after_epoch: int | 
     would (used by tests and by schedulers with wall-time limits).
     Returns the history rows.
     """
-    method = parse_method(spec["method"])
+    base_method = spec.get("base_method", spec["method"])  # a variant's name is not a method name
+    method = parse_method(base_method)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     device = torch.device(resolve_device(spec["device"]))
@@ -173,8 +169,6 @@ def train(spec: dict[str, Any], out_dir: str | Path, *, stop_after_epoch: int | 
     threat = spec["threat"]
 
     arrays, train_data, val_data, test_data = load_run_data(spec, device)
-    test_monitor = test_data.head(tr["test_subset"])
-    train_monitor = train_data.head(tr["test_subset"] or len(val_data) or 1000)
     num_classes = len(arrays["class_names"])
     in_channels = int(arrays["x_train"].shape[-1])
     model_args = {"arch": spec["arch"], "num_classes": num_classes, "in_channels": in_channels}
@@ -188,13 +182,24 @@ def train(spec: dict[str, Any], out_dir: str | Path, *, stop_after_epoch: int | 
 
     # Specs from resolve_run carry every component's resolved hyperparameters;
     # a hand-written spec may leave some out, which then take their defaults.
-    params = method_params(spec["method"], spec.get("method_params") or {})
+    params = method_params(base_method, spec.get("method_params") or {})
     attack_train_mode = tr["attack_bn_mode"] == "train"
     objective = build_objective(method.objective, params[method.objective], threat, attack_train_mode)
     setup = Setup(num_samples=len(train_data), num_classes=num_classes, model=model, device=device,
                   teachers=spec.get("teachers", []))
     refiner = build_refiner(method.refiner, params[method.refiner], setup)
     extras = [build_extra(name, params[name], model) for name in method.extras]
+    if objective.adversarial:
+        test_monitor = test_data.head(tr["test_subset"])
+        train_monitor = train_data.head(tr["test_subset"] or len(val_data) or 1000)
+        monitor_steps = tr["val_attack_steps"]
+    else:
+        # Standard training: clean accuracy only (a non-robust model's PGD accuracy is ~0),
+        # which costs one forward pass, so on the whole test split and as many training
+        # images: the noise-gap tables (SGLR Tab. B.2) read the last epoch's gap.
+        test_monitor = test_data
+        train_monitor = train_data.head(len(test_data))
+        monitor_steps = 0
 
     def eval_model():
         """The model that is validated and saved: a weight average if an extra keeps one."""
@@ -272,7 +277,7 @@ def train(spec: dict[str, Any], out_dir: str | Path, *, stop_after_epoch: int | 
             extra.end_epoch(epoch, model, clean_train_batches)
 
         evaluated = eval_model()
-        mon = dict(eps=threat["eps"], alpha=threat["alpha"], steps=tr["val_attack_steps"], batch_size=tr["eval_batch_size"])
+        mon = dict(eps=threat["eps"], alpha=threat["alpha"], steps=monitor_steps, batch_size=tr["eval_batch_size"])
         val_clean, val_robust = evaluate_split(evaluated, val_data, **mon)
         test_clean, test_robust = evaluate_split(evaluated, test_monitor, **mon)
         train_clean, train_robust = evaluate_split(evaluated, train_monitor, **mon)

@@ -82,6 +82,40 @@ COMPONENT_DEFAULTS: dict[str, dict[str, Any]] = {
     "wa": {"decay": 0.995},       # ADR §5.1 / §5.3
     "swa": {"start_epoch": 56},   # Chen et al. code: swa_start 55 (0-based) = epoch 56, after the first LR decay (50)
 }
+#: Where each default comes from (``show-config --run`` prints it beside the value).
+COMPONENT_SOURCES: dict[str, str] = {
+    "trades.beta": "Zhang et al. 2019; ADR §5.1 ('beta = 6 as in the original paper')",
+    "ls.r": "SGLR §4 'Comparison against other methods' (Tab. 2)",
+    "ls.attack_target": "SGLR silent; the plain PGD-AT attack (docs/methods.md)",
+    "te.alpha": "Dong et al. 2022 official code --te-alpha",
+    "te.reg_weight": "Dong et al. 2022 official code --reg-weight",
+    "te.start_epoch": "Dong et al. 2022 official code --start-es (of 200 epochs)",
+    "te.ramp_end_epoch": "Dong et al. 2022 official code --end-es (of 200 epochs)",
+    "te.attack_target": "Dong et al. 2022 official code (attack includes the consistency term)",
+    "te.clean_bn": "Dong et al. 2022 official code (eval-mode bank forward)",
+    "sglr.r": "SGLR §4, Tab. 4",
+    "sglr.temperature": "SGLR Tab. 4 (T = 1.5 with r = 0.2 reproduces the Tab. 2 row)",
+    "sglr.alpha": "SGLR silent; authors' code devicerxx/SGLS",
+    "sglr.lam": "SGLR silent; authors' code devicerxx/SGLS",
+    "sglr.init": "SGLR Algorithm 1",
+    "sglr.start_epoch": "SGLR Algorithm 1",
+    "sglr.attack_target": "SGLR Algorithm 1",
+    "sglr.clean_bn": "soften choice (docs/methods.md, SGLR point 5)",
+    "adr.ema_decay": "ADR §5.1",
+    "adr.temperature_high": "ADR §5.1 (CIFAR-10)",
+    "adr.temperature_low": "ADR §5.1 (CIFAR-10)",
+    "adr.lam_low": "ADR §5.1",
+    "adr.lam_high": "ADR §5.1",
+    "kd-at.teachers": "Chen et al. 2021 code coef_kd2 (docs/methods.md)",
+    "kd-at.temperature": "Chen et al. 2021 code",
+    "kd-swa.teachers": "Chen et al. 2021 code coef_kd1, coef_kd2",
+    "kd-swa.temperature": "Chen et al. 2021 code",
+    "awp.gamma": "Wu et al. 2020 code: 0.01 for PGD-AT, 0.005 for TRADES; ADR §5.1: 0.005",
+    "awp.start_epoch": "Wu et al. 2020 AT-AWP code, ADR code",
+    "wa.decay": "ADR §5.1",
+    "swa.start_epoch": "Chen et al. 2021 code swa_start (of 200 epochs)",
+}
+COMPONENT_SOURCES.update({f"sgls.{k}": "authors' code devicerxx/SGLS (docs/methods.md)" for k in COMPONENT_DEFAULTS["sgls"]})
 OBJECTIVES = ("standard", "pgd-at", "trades")
 REFINERS = ("hard", "ls", "te", "sglr", "sgls", "adr", "kd-at", "kd-swa")
 EXTRAS: tuple[str, ...] = ("awp", "wa", "swa")

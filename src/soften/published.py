@@ -1,0 +1,157 @@
+"""The papers' published numbers, and whether a reproduced cell is comparable with one.
+
+``soften/reference/paper_numbers.yaml`` holds one entry per paper table (its
+header documents the format). A reproduced table cell is paired with a published
+one when the row (dataset, architecture, noise, method and the hyperparameters the
+row varies) and the column (what was measured: attack kind and steps, AutoAttack
+version, transfer source, calibration input or noise setting) match. It is then
+*comparable* only if the whole setting matches too: the run's epochs and eps, the
+number of test images, and the attack's budget. Otherwise the table prints the
+paper's value with the reasons it is not comparable, and no difference.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+TOLERANCE_EPS = 1e-6
+
+
+@functools.lru_cache(maxsize=1)
+def _load() -> dict[str, Any]:
+    text = importlib.resources.files("soften").joinpath("reference/paper_numbers.yaml").read_text()
+    return yaml.safe_load(text)["tables"]
+
+
+def sources() -> dict[str, Any]:
+    """Paper table key -> its entry."""
+    return _load()
+
+
+@dataclass(frozen=True)
+class Published:
+    text: str           # as printed, e.g. "52.60 ± 0.182"
+    value: float
+    std: float | None = None
+
+
+def parse_value(text: str) -> Published:
+    value, _, std = str(text).partition("±")
+    return Published(str(text).strip(), float(value), float(std) if std.strip() else None)
+
+
+def digits(text: str, part: int = 0) -> int:
+    """Decimal places of a printed value ("50.1" -> 1); ``part=1``: of its "± std"."""
+    pieces = str(text).split("±")
+    number = pieces[part].strip() if part < len(pieces) else pieces[0].strip()
+    return len(number.split(".")[1]) if "." in number else 0
+
+
+# ------------------------------------------------------------------ matching
+
+def _params_match(wanted: dict[str, dict[str, Any]], have: dict[str, dict[str, Any]]) -> bool:
+    return all(comp in have and all(_same(have[comp].get(k), v) for k, v in params.items())
+               for comp, params in wanted.items())
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return math.isclose(float(a), float(b), abs_tol=TOLERANCE_EPS)
+    return a == b
+
+
+def match_row(table: dict[str, Any], row: dict[str, Any]) -> dict[str, Any] | None:
+    """The published row for one of our rows: ``row`` has dataset, noise, arch, method
+    (the run's name), base_method and method_params (resolved)."""
+    for pub in table["rows"]:
+        if pub["dataset"] != row["dataset"] or pub["arch"] != row["arch"]:
+            continue
+        if "noise" in pub and pub["noise"] != row["noise"]:
+            continue
+        if pub.get("params"):
+            if pub["method"] == row["base_method"] and _params_match(pub["params"], row["method_params"]):
+                return pub
+        elif pub["method"] == row["method"]:
+            return pub
+    return None
+
+
+def match_column(table: dict[str, Any], measure: dict[str, Any], checkpoint: str | None = None) -> str | None:
+    """The published column measuring what ``measure`` describes.
+
+    ``measure``: ``kind`` and attack params (steps, version), ``source`` (transfer:
+    the source run's arch and method) or ``noise`` (noise-gap)."""
+    for name, col in table["columns"].items():
+        if "noise" in col:
+            if measure.get("noise") == col["noise"]:
+                return name
+            continue
+        if col.get("kind") != measure.get("kind"):
+            continue
+        if "steps" in col and int(measure.get("steps", -1)) != int(col["steps"]):
+            continue
+        if "version" in col and measure.get("version", "standard") != col["version"]:
+            continue
+        if "source" in col and not all(measure.get("source", {}).get(k) == v for k, v in col["source"].items()):
+            continue
+        if checkpoint is not None and col.get("checkpoint", checkpoint) != checkpoint:
+            continue
+        return name
+    return None
+
+
+def published_cell(table: dict[str, Any], pub_row: dict[str, Any], column: str, part: str) -> Published | None:
+    """The published value of one cell: ``part`` is Best, Final, Diff, or 'value'."""
+    values = pub_row.get(column)
+    if values is None:
+        return None
+    parts = table["parts"]
+    if part in parts:
+        return parse_value(values[parts.index(part)])
+    if parts == ["value"]:
+        return parse_value(values[0])
+    return None
+
+
+def expected_epochs(table: dict[str, Any], dataset: str) -> int | None:
+    epochs = table["setting"].get("epochs")
+    return epochs.get(dataset) if isinstance(epochs, dict) else epochs
+
+
+def not_comparable(table: dict[str, Any], *, dataset: str, run_spec: dict[str, Any] | None, n: int | None,
+                   params: dict[str, Any] | None = None) -> list[str]:
+    """Why a reproduced cell is not comparable with the paper's (empty: it is).
+
+    ``run_spec``: the run's resolved spec (epochs, threat, scale); ``n``: test
+    images the cell was measured on; ``params``: the attack's parameters."""
+    why = []
+    setting = table["setting"]
+    if run_spec is not None:
+        if run_spec.get("scale", "full") != "full":
+            why.append(f"{run_spec['scale']} scale")
+        epochs = expected_epochs(table, dataset)
+        got = run_spec.get("training", {}).get("epochs")
+        if epochs is not None and got is not None and got != epochs:
+            why.append(f"{got} epochs, paper {epochs}")
+        eps = setting.get("eps")
+        if eps is not None and not math.isclose(run_spec.get("threat", {}).get("eps", eps), eps, abs_tol=TOLERANCE_EPS):
+            why.append(f"training eps {run_spec['threat']['eps']:.4g}, paper {eps:.4g}")
+        if run_spec.get("data_subset"):
+            why.append("training subset")
+    if n is not None and setting.get("n_test") and n < setting["n_test"]:
+        why.append(f"{n} of {setting['n_test']} test images")
+    if params:
+        eps = setting.get("eps")
+        if eps is not None and "eps" in params and not math.isclose(params["eps"], eps, abs_tol=TOLERANCE_EPS):
+            why.append(f"attack eps {params['eps']:.4g}")
+        if params.get("settings"):
+            why.append("reduced budget (" + ", ".join(f"{k}={v}" for k, v in params["settings"].items()) + ")")
+        if params.get("kind") == "autoattack" and params.get("attacks"):
+            why.append("AutoAttack subset " + "+".join(params["attacks"]))
+    return why
