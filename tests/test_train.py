@@ -1,4 +1,5 @@
 import csv
+import math
 import json
 import signal
 import subprocess
@@ -37,6 +38,25 @@ def test_history_checkpoints_and_best_selected_on_validation(tiny_spec, tmp_path
     assert best["epoch"] == 1 + val.index(max(val))
     assert best["spec"] == spec
     assert not list(run.glob(".*tmp"))  # atomic writes leave no temporaries
+
+
+def test_monitoring_every_k_epochs_only_observes(tiny_spec, tmp_path):
+    """Test/train curves every 2nd epoch and at the last; validation (best.pt) every epoch;
+    the trained weights and the validation column are those of monitoring every epoch."""
+    every = train(tiny_spec(epochs=5, lr_milestones=[3]), tmp_path / "every", progress=False)
+    sparse = train(tiny_spec(epochs=5, lr_milestones=[3], monitor_every=2), tmp_path / "sparse", progress=False)
+    monitored = [h["epoch"] for h in sparse if not math.isnan(h["test_robust_acc"])]
+    assert monitored == [2, 4, 5]
+    for h in sparse:
+        curves = [h[k] for k in ("test_clean_acc", "test_robust_acc", "train_clean_acc", "train_robust_acc")]
+        assert all(math.isnan(v) for v in curves) != (h["epoch"] in monitored)
+    assert [h["val_robust_acc"] for h in sparse] == [h["val_robust_acc"] for h in every]
+    for a, b in zip(every, sparse):
+        if b["epoch"] in monitored:
+            assert a["test_robust_acc"] == b["test_robust_acc"] and a["train_clean_acc"] == b["train_clean_acc"]
+    for ckpt in ("best.pt", "final.pt"):
+        assert_same_weights(weights(tmp_path / "every" / ckpt), weights(tmp_path / "sparse" / ckpt))
+    assert "nan" in (tmp_path / "sparse" / "history.csv").read_text()
 
 
 def test_resume_after_interruption_is_bit_identical(tiny_spec, tmp_path):

@@ -46,6 +46,7 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "amp": "auto",             # bf16 autocast when training on CUDA, off on CPU (evaluation is fp32)
     "val_attack_steps": 10,    # ADR §5.1: PGD-10 on the validation set selects the best checkpoint
     "test_subset": 1000,       # test examples monitored per epoch, for the curves only (None = all)
+    "monitor_every": 1,        # epochs between test/train monitoring (curves only; validation runs every epoch)
     "eval_batch_size": 256,    # monitoring batch size (speed only)
     "nan_check_every": 20,     # batches between non-finite-loss checks (a GPU sync)
 }
@@ -54,6 +55,7 @@ TRAINING_SOURCES: dict[str, str] = {
     "momentum": "SGLR §4, ADR §5.1", "weight_decay": "SGLR §4, ADR §5.1", "nesterov": "SGLR §4",
     "lr_milestones": "SGLR §4", "lr_gamma": "SGLR §4, ADR §5.1", "attack_bn_mode": "reference code (docs/methods.md)",
     "amp": "soften (speed; evaluation is fp32)", "val_attack_steps": "ADR §5.1", "test_subset": "soften (curves only)",
+    "monitor_every": "soften (curves only)",
     "eval_batch_size": "soften (speed)", "nan_check_every": "soften (speed)",
 }
 

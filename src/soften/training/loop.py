@@ -74,8 +74,9 @@ def _accuracy(model, x, y):
     return (model(x).argmax(1) == y).sum().item()
 
 
-def evaluate_split(model, data: DeviceData, *, eps, alpha, steps, batch_size) -> tuple[float, float]:
-    """Clean and PGD robust accuracy in eval mode and fp32 (monitoring only)."""
+def evaluate_split(model, data: DeviceData, *, eps, alpha, steps, batch_size, generator=None) -> tuple[float, float]:
+    """Clean and PGD robust accuracy in eval mode and fp32 (monitoring only). PGD's random
+    start draws from ``generator`` if given, so that monitoring leaves the training RNG alone."""
     if len(data) == 0:
         return float("nan"), float("nan")
     clean = robust = 0
@@ -83,10 +84,20 @@ def evaluate_split(model, data: DeviceData, *, eps, alpha, steps, batch_size) ->
         for x, y in data.batches(batch_size):
             clean += _accuracy(model, x, y)
             if steps > 0:
-                x_adv = pgd(model, x, y, eps=eps, alpha=alpha, steps=steps)
+                x_adv = pgd(model, x, y, eps=eps, alpha=alpha, steps=steps, generator=generator)
                 robust += _accuracy(model, x_adv, y)
     n = len(data)
     return clean / n, (robust / n if steps > 0 else float("nan"))
+
+
+def monitor_curves(epoch: int, tr: dict[str, Any], measure) -> tuple[float, float, float, float]:
+    """Test and train monitoring (curves only) every ``monitor_every`` epochs and at the
+    last epoch (the noise-gap tables read it); NaN in between. Validation, which
+    selects ``best.pt``, runs every epoch regardless."""
+    every = int(tr.get("monitor_every") or 1)
+    if epoch % every == 0 or epoch == tr["epochs"]:
+        return measure()
+    return (float("nan"),) * 4
 
 
 def history_csv(history: list[dict[str, Any]]) -> str:
@@ -277,10 +288,12 @@ def train(spec: dict[str, Any], out_dir: str | Path, *, stop_after_epoch: int | 
             extra.end_epoch(epoch, model, clean_train_batches)
 
         evaluated = eval_model()
-        mon = dict(eps=threat["eps"], alpha=threat["alpha"], steps=monitor_steps, batch_size=tr["eval_batch_size"])
+        # Monitoring draws from its own generator: how often it runs (monitor_every) cannot change training.
+        mon = dict(eps=threat["eps"], alpha=threat["alpha"], steps=monitor_steps, batch_size=tr["eval_batch_size"],
+                   generator=torch.Generator().manual_seed(spec["seed"] * 1_000_003 + epoch + 2**40))
         val_clean, val_robust = evaluate_split(evaluated, val_data, **mon)
-        test_clean, test_robust = evaluate_split(evaluated, test_monitor, **mon)
-        train_clean, train_robust = evaluate_split(evaluated, train_monitor, **mon)
+        test_clean, test_robust, train_clean, train_robust = monitor_curves(
+            epoch, tr, lambda: evaluate_split(evaluated, test_monitor, **mon) + evaluate_split(evaluated, train_monitor, **mon))
         row = {
             "epoch": epoch, "lr": lr,
             "train_loss": loss_sum.item() / n, "train_batch_acc": correct.item() / n,
