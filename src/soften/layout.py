@@ -195,12 +195,24 @@ def experiment_inputs(cfg: dict[str, Any], name: str) -> list[str]:
     raise ValueError(f"unknown experiment kind {kind!r}")
 
 
+def figure_attack(cfg: dict[str, Any], name: str) -> str | None:
+    """The attack of an accuracy experiment's Best-vs-Final bars: its first attack other than natural."""
+    exp = cfg["experiments"][name]
+    if exp["kind"] != "accuracy":
+        return None
+    return next((a for a in exp["attacks"] if attack_kind(cfg, a) != "natural"), None)
+
+
 def figure_inputs(cfg: dict[str, Any], name: str) -> list[str]:
-    """What an experiment's figure is drawn from: reliability data, sanity sweeps, or learning curves."""
-    kind = cfg["experiments"][name]["kind"]
-    if kind in ("calibration", "sanity"):
+    """What an experiment's figure is drawn from: reliability data, sanity sweeps, or learning
+    curves (history.csv), with the evaluations of :func:`figure_attack` for accuracy experiments."""
+    exp = cfg["experiments"][name]
+    if exp["kind"] in ("calibration", "sanity"):
         return experiment_inputs(cfg, name)
-    return [history_path(cfg, r) for r in experiment_runs(cfg, name)]
+    runs = experiment_runs(cfg, name)
+    attack = figure_attack(cfg, name)
+    bars = [eval_path(cfg, r, c, attack) for r in runs for c in exp["checkpoints"]] if attack else []
+    return [history_path(cfg, r) for r in runs] + bars
 
 
 def transfer_sets(cfg: dict[str, Any]) -> list[tuple[str, str, str]]:

@@ -1,19 +1,28 @@
 """The figures stage: one PNG per experiment, drawn by the experiment's kind.
 
-- accuracy, transfer, noise-gap: learning curves (SGLR Fig. 1b, Fig. 4): one
-  panel per (dataset, noise, arch); per method the test accuracy (mean over
-  seeds, a band for the seed range), the training accuracy dashed, the best
-  epoch marked. Robust (PGD) accuracy when the experiment trains adversarially,
+- accuracy, transfer, noise-gap: learning curves (SGLR Fig. 1b, Fig. 4), one
+  column per (dataset, noise, arch): per method the test accuracy against epochs
+  (mean over seeds, a band of ± one standard deviation), the training accuracy
+  dashed, the best checkpoint (chosen on validation) starred, the learning-rate
+  decays dotted. Robust (PGD) accuracy when the experiment trains adversarially,
   clean accuracy otherwise (standard training under label noise).
+  Accuracy experiments add a row of bars under the curves: Best and Final
+  checkpoint accuracy under the experiment's first attack (the table's numbers,
+  on its whole test set) per method, ± one standard deviation over seeds, with
+  the drop Best − Final written above each pair: robust overfitting at a glance.
 - calibration: reliability diagrams (SGLR Tab. B.1): rows = methods, columns =
   input type x checkpoint, the gap to the diagonal hatched; ECE in the titles.
 - sanity: accuracy against the PGD radius and against the number of steps
   (ADR Fig. 6a/6b), one line per checkpoint.
+
+A method has the same colour in every figure (:func:`method_color`).
 """
 
 from __future__ import annotations
 
 import json
+import math
+import zlib
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -22,8 +31,42 @@ import matplotlib
 matplotlib.use("Agg")  # headless: figures are files
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 
 from soften.io import atomic_path  # noqa: E402
+
+#: Fixed colours for the methods the configs name, so that a method looks the same
+#: in every figure of every experiment (colour-blind-safe Okabe-Ito and Tableau hues).
+METHOD_COLORS = {
+    "standard": "#7f7f7f",
+    "pgd-at": "#d55e00",          # the baseline that overfits: vermilion
+    "pgd-at+sglr": "#0072b2",     # SGLR: blue
+    "pgd-at+adr": "#009e73",      # ADR: green
+    "pgd-at+ls": "#e69f00",
+    "pgd-at+te": "#8c564b",
+    "pgd-at+sgls": "#56b4e9",
+    "pgd-at+awp": "#bcbd22",
+    "trades": "#cc79a7",
+    "trades+sglr": "#6a3d9a",
+    "trades+adr": "#17becf",
+    "kd-at": "#b15928",
+    "kd-swa": "#1b9e77",
+}
+#: Methods (and variants) not listed above get one of these, by a hash of their name.
+EXTRA_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+                "#bcbd22", "#17becf", "#393b79", "#637939", "#843c39"]
+
+
+def method_color(method: str) -> str:
+    """One colour per method name, the same in every figure (not by position in a list)."""
+    if method in METHOD_COLORS:
+        return METHOD_COLORS[method]
+    return EXTRA_COLORS[zlib.crc32(method.encode()) % len(EXTRA_COLORS)]
+
+
+def method_colors(methods: Iterable[str]) -> dict[str, str]:
+    return {m: method_color(m) for m in methods}
 
 
 def _save(fig, path: Path) -> Path:
@@ -33,11 +76,6 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def method_colors(methods: list[str]) -> dict[str, str]:
-    """One colour per method, in the experiment's order (the same method keeps its colour across panels)."""
-    return {m: f"C{i % 10}" for i, m in enumerate(methods)}
-
-
 def experiment_figure(inputs: Iterable[str | Path], spec: dict[str, Any], out: str | Path) -> Path:
     inputs = [Path(p) for p in inputs]
     kind = spec["kind"]
@@ -45,7 +83,11 @@ def experiment_figure(inputs: Iterable[str | Path], spec: dict[str, Any], out: s
         return plot_reliability([json.loads(p.read_text()) for p in inputs], spec, Path(out))
     if kind == "sanity":
         return plot_sanity([json.loads(p.read_text()) for p in inputs], spec, Path(out))
-    return plot_curves(histories(inputs, spec["runs"]), spec, Path(out))
+    # Learning curves from the runs' history.csv; accuracy experiments also pass the
+    # evaluation records of their first attack (soften.layout.figure_inputs).
+    csvs = [p for p in inputs if p.suffix == ".csv"]
+    records = [json.loads(p.read_text()) for p in inputs if p.suffix == ".json"]
+    return plot_curves(histories(csvs, spec["runs"]), spec, Path(out), records)
 
 
 def histories(paths: list[Path], runs: list[dict[str, Any]]) -> pd.DataFrame:
@@ -64,43 +106,146 @@ def histories(paths: list[Path], runs: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def plot_curves(df: pd.DataFrame, spec: dict[str, Any], out: Path) -> Path:
+def best_epochs(runs: pd.DataFrame, records: list[dict[str, Any]]) -> list[int]:
+    """Each seed's best-checkpoint epoch: from its evaluation record where there is one,
+    else the history's first epoch of highest validation score (the loop's rule:
+    robust accuracy for adversarial methods, clean otherwise)."""
+    recorded = {int(r["seed"]): int(r["checkpoint_epoch"]) for r in records
+                if r["checkpoint"] == "best" and "checkpoint_epoch" in r}
+    out = []
+    for seed, run in runs.groupby("seed"):
+        if int(seed) in recorded:
+            out.append(recorded[int(seed)])
+            continue
+        score = run["val_robust_acc"] if run["adversarial"].any() and run["val_robust_acc"].notna().any() \
+            else run["val_clean_acc"]
+        out.append(int(run.loc[score.idxmax(), "epoch"]))
+    return out
+
+
+def _seed_stats(values: pd.Series) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for one seed)."""
+    return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
+
+
+def plot_curves(df: pd.DataFrame, spec: dict[str, Any], out: Path, records: list[dict[str, Any]] | None = None) -> Path:
+    records = records or []
     metric = "robust" if df["adversarial"].any() else "clean"
+    adversarial = {m for m, a in df.groupby("method")["adversarial"].any().items() if a}
     methods = [m for m in spec.get("methods", []) if m in set(df["method"])] or sorted(df["method"].unique())
-    colors = method_colors(spec.get("methods") or methods)
+    if metric == "robust":
+        methods = [m for m in methods if m in adversarial]  # a standard model's PGD accuracy is ~0: no curve
     panels = list(dict.fromkeys(zip(df["dataset"], df["noise"], df["arch"])))
-    cols = min(len(panels), 3)
-    rows = -(-len(panels) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.8 * rows), squeeze=False, constrained_layout=True)
-    for ax, (dataset, noise, arch) in zip(axes.flat, panels):
+    bars = bool(records)
+    rows = 2 if bars else 1
+    cols = len(panels)
+    fig, axes = plt.subplots(rows, cols, figsize=(max(5.0 * cols, 8.0), 5.0 + 3.0 * bars), squeeze=False,
+                             constrained_layout=True, gridspec_kw={"height_ratios": [1.35, 1] if bars else [1]})
+    seeds = df.groupby(["dataset", "noise", "arch", "method"])["seed"].nunique()
+    for j, (dataset, noise, arch) in enumerate(panels):
+        ax = axes[0][j]
         panel = df[(df["dataset"] == dataset) & (df["noise"] == noise) & (df["arch"] == arch)]
         for method in methods:
             runs = panel[panel["method"] == method]
-            if runs.empty or (metric == "robust" and not runs["adversarial"].any()):
+            if runs.empty:
                 continue
-            by_epoch = runs.groupby("epoch")
-            test = 100 * by_epoch[f"test_{metric}_acc"].mean()
-            lo, hi = 100 * by_epoch[f"test_{metric}_acc"].min(), 100 * by_epoch[f"test_{metric}_acc"].max()
-            train = 100 * by_epoch[f"train_{metric}_acc"].mean()
-            color = colors.get(method, "k")
-            ax.plot(test.index, test.values, color=color, lw=1.6, label=method)
+            color = method_color(method)
+            test_col, train_col = f"test_{metric}_acc", f"train_{metric}_acc"
+            monitored = runs.dropna(subset=[test_col])
+            by_epoch = monitored.groupby("epoch")
+            test = 100 * by_epoch[test_col].mean()
+            std = 100 * by_epoch[test_col].std(ddof=1).fillna(0.0)
+            train = 100 * by_epoch[train_col].mean()
+            ax.plot(test.index, test.values, color=color, lw=1.7)
             if runs["seed"].nunique() > 1:
-                ax.fill_between(test.index, lo.values, hi.values, color=color, alpha=0.15, lw=0)
-            ax.plot(train.index, train.values, color=color, lw=1.0, ls="--")
-            best = int(test.idxmax())
-            ax.plot([best], [test.loc[best]], marker="o", color=color, ms=5)
+                ax.fill_between(test.index, (test - std).values, (test + std).values, color=color, alpha=0.18, lw=0)
+            ax.plot(train.index, train.values, color=color, lw=1.1, ls="--")
+            own = [r for r in records if (r["dataset"], r["noise"], r["arch"], r["method"]) == (dataset, noise, arch, method)]
+            best = sorted(best_epochs(runs, own))
+            if best and len(test):
+                at = best[len(best) // 2]  # the median seed's best epoch, on the mean curve
+                y = float(pd.Series(test.values, index=test.index).reindex(
+                    sorted(set(test.index) | {at})).interpolate(method="index").loc[at])
+                ax.plot([at], [y], marker="*", ms=12, color=color, mec="k", mew=0.6, zorder=5)
+        for decay in _lr_decays(panel):
+            ax.axvline(decay, color="0.55", lw=0.8, ls=":", zorder=0)
         ax.set(title=f"{dataset} · noise {noise} · {arch}", xlabel="epoch", ylabel=f"{metric} accuracy (%)")
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(panels):]:
-        ax.axis("off")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    handles += [plt.Line2D([], [], color="k", lw=1.6), plt.Line2D([], [], color="k", lw=1.0, ls="--"),
-                plt.Line2D([], [], color="k", marker="o", ls="")]
-    labels += ["test (mean; band: seed range)", "train (monitored subset)", "highest mean test accuracy"]
-    fig.legend(handles, labels, loc="outside right upper", fontsize=8)
+        if bars:
+            _bars(axes[1][j], [r for r in records if (r["dataset"], r["noise"], r["arch"]) == (dataset, noise, arch)],
+                  methods, seeds)
+    handles = [Line2D([], [], color=method_color(m), lw=2.5) for m in methods]
+    labels = [f"{m} ({_seed_label(seeds, m)})" for m in methods]
+    handles += [Line2D([], [], color="k", lw=1.7), Patch(color="k", alpha=0.18, lw=0),
+                Line2D([], [], color="k", lw=1.1, ls="--"),
+                Line2D([], [], color="w", marker="*", ms=12, mfc="0.6", mec="k", mew=0.6),
+                Line2D([], [], color="0.55", lw=0.8, ls=":")]
+    labels += ["test, mean over seeds", "± 1 std over seeds", "train (monitored subset, training labels)",
+               "best checkpoint (median epoch over seeds, chosen on validation)", "learning-rate decay"]
+    if bars:
+        handles += [Patch(facecolor="0.45", edgecolor="k"), Patch(facecolor="white", edgecolor="0.45", hatch="///")]
+        labels += ["Best checkpoint (bars: ± 1 std over seeds)", "Final checkpoint"]
+    fig.legend(handles, labels, loc="outside lower center", ncol=2 if cols < 3 else 3, fontsize=8, frameon=False)
     fig.suptitle(spec.get("title") or spec["name"], fontsize=10)
     return _save(fig, out)
+
+
+def _seed_label(seeds: pd.Series, method: str) -> str:
+    counts = sorted({int(v) for k, v in seeds.items() if k[3] == method})
+    n = "/".join(str(c) for c in counts)
+    return f"{n} seed" + ("" if counts == [1] else "s")
+
+
+def _lr_decays(panel: pd.DataFrame) -> list[int]:
+    """Epochs after which the learning rate dropped (the history's lr column)."""
+    lr = panel.groupby("epoch")["lr"].first().sort_index()
+    return [int(e) - 1 for e, prev, cur in zip(lr.index[1:], lr.values[:-1], lr.values[1:]) if cur < prev]
+
+
+def _bars(ax, records: list[dict[str, Any]], methods: list[str], seeds: pd.Series) -> None:
+    """Best vs Final accuracy per method under the first attack, mean ± std over seeds."""
+    if not records:
+        ax.axis("off")
+        return
+    attack = records[0]["attack"]
+    n = records[0]["n"]
+    frame = pd.DataFrame([{"method": r["method"], "seed": r["seed"], "checkpoint": r["checkpoint"],
+                           "acc": 100 * r["accuracy"]} for r in records if r["attack"] == attack])
+    shown = [m for m in methods if m in set(frame["method"])]
+    frame = frame[frame["method"].isin(shown)]
+    width = 0.38
+    tops = []
+    for i, method in enumerate(shown):
+        own = frame[frame["method"] == method]
+        color = method_color(method)
+        values = {}
+        for k, ckpt in enumerate(("best", "final")):
+            acc = own[own["checkpoint"] == ckpt].set_index("seed")["acc"]
+            if acc.empty:
+                continue
+            mean, std = _seed_stats(acc)
+            values[ckpt] = acc
+            x = i + (k - 0.5) * width
+            style = dict(color=color, edgecolor="k", lw=0.6) if ckpt == "best" else \
+                dict(color="white", edgecolor=color, hatch="///", lw=1.0)
+            ax.bar(x, mean, width=width * 0.95, yerr=std, capsize=3, error_kw={"lw": 0.9}, **style)
+            tops.append(mean + std)
+        if "best" in values and "final" in values:
+            diff = (values["best"] - values["final"]).dropna()  # per seed, as the table's Diff
+            mean, std = _seed_stats(diff)
+            top = max(_seed_stats(values["best"])[0] + _seed_stats(values["best"])[1],
+                      _seed_stats(values["final"])[0] + _seed_stats(values["final"])[1])
+            ax.text(i, top + 0.4, f"Diff {mean:.1f}" + (f" ± {std:.1f}" if len(diff) > 1 else ""), ha="center",
+                    va="bottom", fontsize=8, color=color, fontweight="bold")
+    ax.set_xticks(range(len(shown)), shown, fontsize=8)
+    low = min((v for v in frame["acc"] if not math.isnan(v)), default=0.0)
+    high = max(tops, default=100.0)
+    # The axis starts near the lowest bar: the story is the few points between Best and Final.
+    ax.set_ylim(max(0.0, 5 * math.floor((low - 5) / 5)), high + 4)
+    ax.set_ylabel(f"{attack} accuracy (%), {n} test images", fontsize=9)
+    ax.set_title(f"Best vs Final checkpoint (Diff = Best − Final, as in the table)", fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
 
 
 def plot_reliability(records: list[dict], spec: dict[str, Any], out: Path) -> Path:
@@ -112,7 +257,7 @@ def plot_reliability(records: list[dict], spec: dict[str, Any], out: Path) -> Pa
     ckpts = [c for c in ("best", "final") if any(r["checkpoint"] == c for r in recs)]
     inputs = list(first["inputs"])
     cols = [(name, c) for name in inputs for c in ckpts]
-    fig, axes = plt.subplots(len(methods), len(cols), figsize=(2.9 * len(cols), 2.8 * len(methods)),
+    fig, axes = plt.subplots(len(methods), len(cols), figsize=(2.9 * len(cols), 2.8 * len(methods) + 0.6),
                              squeeze=False, constrained_layout=True)
     for i, method in enumerate(methods):
         for j, (name, ckpt) in enumerate(cols):
@@ -125,40 +270,52 @@ def plot_reliability(records: list[dict], spec: dict[str, Any], out: Path) -> Pa
             bins = [b for b in res["bins"] if b["count"]]
             mids = [(b["lower"] + b["upper"]) / 2 for b in bins]
             width = res["bins"][0]["upper"] - res["bins"][0]["lower"]
-            ax.bar(mids, [b["accuracy"] for b in bins], width=width, edgecolor="k", alpha=0.7, label="accuracy per bin")
+            ax.bar(mids, [b["accuracy"] for b in bins], width=width, color=method_color(method), edgecolor="k",
+                   lw=0.5, alpha=0.75)
             ax.bar(mids, [abs(b["confidence"] - b["accuracy"]) for b in bins],
                    bottom=[min(b["confidence"], b["accuracy"]) for b in bins],
-                   width=width, color="none", edgecolor="red", hatch="//", lw=0.8, label="gap to confidence")
-            ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
+                   width=width, color="none", edgecolor="red", hatch="//", lw=0.8)
+            ax.plot([0, 1], [0, 1], "k--", lw=1)
             ax.set(xlim=(0, 1), ylim=(0, 1), title=f"{method} · {name} · {ckpt}\nECE {res['ece']:.3f}")
             ax.title.set_fontsize(8)
             if i == len(methods) - 1:
                 ax.set_xlabel("confidence")
             if j == 0:
                 ax.set_ylabel("accuracy")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=8)
+    handles = [Patch(facecolor="0.6", edgecolor="k", alpha=0.75),
+               Patch(facecolor="none", edgecolor="red", hatch="//"), Line2D([], [], color="k", ls="--", lw=1)]
+    labels = ["bar: accuracy of the examples in a confidence bin (colour: method)",
+              "hatched: gap between the bin's accuracy and mean confidence", "perfect calibration"]
+    fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=8, frameon=False)
     fig.suptitle(f"{spec.get('title') or spec['name']}\n{first['dataset']} · noise {first['noise']} · "
-                 f"{first['arch']} · seed {first['seed']}", fontsize=9)
+                 f"{first['arch']} · seed {first['seed']} · {first['n']} test images", fontsize=9)
     return _save(fig, out)
 
 
 def plot_sanity(records: list[dict], spec: dict[str, Any], out: Path) -> Path:
-    fig, (ax_eps, ax_steps) = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
-    colors = method_colors(spec.get("methods", []))
+    fig, (ax_eps, ax_steps) = plt.subplots(1, 2, figsize=(11, 4.0), constrained_layout=True)
+    styles = {"best": "-", "final": "--"}
     for r in records:
-        label = f"{r['method']} · seed {r['seed']} · {r['checkpoint']}"
-        color = colors.get(r["method"], "k")
+        color = method_color(r["method"])
+        ls = styles.get(r["checkpoint"], ":")
         eps = [0.0] + [p["eps"] * 255 for p in r["eps_sweep"]]
         acc = [100 * r["clean_accuracy"]] + [100 * p["accuracy"] for p in r["eps_sweep"]]
-        ax_eps.plot(eps, acc, marker="o", ms=3, color=color, label=label)
+        ax_eps.plot(eps, acc, marker="o", ms=3, color=color, ls=ls)
         ax_steps.plot([p["steps"] for p in r["steps_sweep"]], [100 * p["accuracy"] for p in r["steps_sweep"]],
-                      marker="o", ms=3, color=color, label=label)
+                      marker="o", ms=3, color=color, ls=ls)
     ax_eps.set(xscale="symlog", xlabel="PGD radius eps (×1/255; 255 = unbounded)", ylabel="accuracy (%)",
                title="accuracy must reach 0 when unbounded")
     ax_steps.set(xscale="log", xlabel="PGD steps", ylabel="accuracy (%)", title="accuracy must converge with steps")
     for ax in (ax_eps, ax_steps):
         ax.grid(alpha=0.3)
-    ax_steps.legend(fontsize=7)
-    fig.suptitle(spec.get("title") or spec["name"], fontsize=10)
+    methods = list(dict.fromkeys(r["method"] for r in records))
+    seeds = sorted({int(r["seed"]) for r in records})
+    handles = [Line2D([], [], color=method_color(m), lw=2.5) for m in methods]
+    labels = list(methods)
+    for ckpt in dict.fromkeys(r["checkpoint"] for r in records):
+        handles.append(Line2D([], [], color="k", ls=styles.get(ckpt, ":")))
+        labels.append(f"{ckpt} checkpoint")
+    fig.legend(handles, labels, loc="outside right upper", fontsize=8, frameon=False)
+    fig.suptitle(f"{spec.get('title') or spec['name']} (seed{'s' if len(seeds) > 1 else ''} "
+                 f"{', '.join(map(str, seeds))})", fontsize=10)
     return _save(fig, out)
