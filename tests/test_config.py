@@ -13,7 +13,8 @@ def test_default_config_is_valid_and_defaults_are_filled(default_config):
     cfg = validate_config(copy.deepcopy(default_config))
     assert cfg["evaluation"]["batch_size"] == 512
     spec = resolve_run(cfg, "digits", "symmetric-0.4", "cnn", "pgd-at", 1)
-    assert spec["training"]["epochs"] == 20 and spec["training"]["lr"] == 0.1
+    assert spec["training"]["epochs"] == 60 and spec["training"]["lr"] == 0.1
+    assert spec["training"]["monitor_every"] == 5 and spec["data_subset"] == {"train": 400}
     assert spec["threat"] == {"eps": 0.1, "alpha": 0.025, "steps": 10}
     assert spec["noise_npz"] == "resources/noise/digits/symmetric-0.4.npz"
 
@@ -45,7 +46,10 @@ def test_bad_config_is_rejected_naming_the_key(default_config, mutate, where):
 
 def test_a_transfer_source_that_is_also_a_target_is_rejected(default_config):
     cfg = copy.deepcopy(default_config)
-    cfg["transfer"]["sources"]["cnn-at-s100"]["seed"] = 0   # seed 0 pgd-at is a target of the transfer experiment
+    target = cfg["experiments"]["transfer"]
+    # the transfer experiment's own first PGD-AT run as the source
+    cfg["transfer"]["sources"]["cnn-at-s100"].update(seed=target["seeds"][0], arch=target["archs"][0],
+                                                     noise=target["noise"][0], method="pgd-at")
     with pytest.raises(ConfigError, match="independent model"):
         validate_config(cfg)
 

@@ -57,7 +57,7 @@ def test_pipeline_end_to_end_then_nothing_to_do(repo, default_config, tmp_path, 
 def test_every_evaluation_rule_runs_on_a_tiny_grid(repo, default_config, tmp_path, subprocess_env):
     """The default config's whole evaluation suite (AutoAttack, CW, transfer,
     calibration, sanity), shrunk to one 2-epoch run and a few test images."""
-    one = {"noise": ["none"], "methods": ["pgd-at"], "seeds": [0]}
+    one = {"noise": ["none"], "archs": ["cnn"], "methods": ["pgd-at"], "seeds": [0]}
     tiny = {
         "datasets": {"digits": TINY_DIGITS},
         "evaluation": {"n_examples": 40, "attacks": {"aa": {"n_examples": 10}}},
