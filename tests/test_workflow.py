@@ -63,7 +63,8 @@ def test_every_evaluation_rule_runs_on_a_tiny_grid(repo, default_config, tmp_pat
         "evaluation": {"n_examples": 40, "attacks": {"aa": {"n_examples": 10}}},
         "calibration": {"n_examples": 20, "inputs": {"square": {"settings": {"square.n_queries": 50}}}},
         "sanity": {"n_examples": 20},
-        "experiments": {"main": one, "autoattack": {**one, "checkpoints": ["best"]}, "transfer": one,
+        "experiments": {"main": {**one, "attacks": ["natural", "pgd20", "cw20"]},
+                        "autoattack": {**one, "checkpoints": ["best"]}, "transfer": one,
                         "calibration": one, "masking": one},
     }
     cfg = write_config(tmp_path / "tiny.yaml", default_config, **tiny)
