@@ -29,7 +29,7 @@ import jsonschema
 import yaml
 
 from soften import layout
-from soften.attacks.kinds import KIND_PARAMS, SHARED_KEYS
+from soften.attack_kinds import KIND_PARAMS, SHARED_KEYS
 from soften.noise import parse_noise_name
 
 #: Training defaults, each with its source; overridden by ``training:`` then ``datasets.<name>.training``.
