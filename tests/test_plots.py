@@ -96,3 +96,13 @@ def test_curves_with_monitoring_gaps_and_best_vs_final_bars(tmp_path, with_bars)
         width, height = img.size
     # The bars add a row under the curves.
     assert (height > width * 0.6) == with_bars
+
+
+def test_the_tables_and_figures_jobs_start_without_torch(subprocess_env):
+    """`import torch` is ~2 CPU-seconds of every job's start-up; jobs that draw or tabulate never need it."""
+    import subprocess
+    import sys
+
+    code = "import sys, soften.__main__, soften.tables, soften.plots; print('torch' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], env=subprocess_env, capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "False"

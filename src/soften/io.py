@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
-import torch
 
 
 @contextlib.contextmanager
@@ -41,11 +40,15 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 def save_torch(obj: Any, path: str | os.PathLike) -> None:
     with atomic_path(path) as tmp:
+        import torch  # imported here: the CLI imports this module, and tables/figures jobs need no torch
+
         torch.save(obj, tmp)
 
 
 def load_torch(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
     """Load a checkpoint with ``weights_only=True`` (no arbitrary unpickling)."""
+    import torch
+
     return torch.load(path, map_location=map_location, weights_only=True)
 
 
