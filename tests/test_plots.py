@@ -9,7 +9,8 @@ import pytest
 
 from soften import layout
 from soften.config import load_config
-from soften.plots import METHOD_COLORS, _lr_decays, best_epochs, experiment_figure, method_color, method_colors
+from soften.plots import (METHOD_COLORS, _lr_decays, best_epochs, correct_label_share, experiment_figure, method_color,
+                          method_colors)
 
 
 def test_a_method_has_one_colour_in_every_figure():
@@ -39,6 +40,13 @@ def test_best_epoch_from_the_evaluation_record_else_the_first_validation_maximum
 def test_learning_rate_decays_are_read_from_the_history():
     run = _history([0.1] * 6, [0.1, 0.1, 0.01, 0.01, 0.01, 0.001])
     assert _lr_decays(run) == [2, 5]
+
+
+def test_the_share_of_correct_labels_drawn_under_symmetric_noise():
+    # symmetric-0.4 moves exactly 40% of the labels to another class (soften.noise)
+    assert correct_label_share("symmetric-0.4") == pytest.approx(0.6)
+    assert correct_label_share("none") is None
+    assert correct_label_share("uniform-0.4") is None   # some resampled labels stay correct: no exact share
 
 
 def test_figure_inputs_add_the_bar_attack_evaluations_to_accuracy_experiments(repo):

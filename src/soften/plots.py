@@ -4,7 +4,8 @@
   column per (dataset, noise, arch): per method the test accuracy against epochs
   (mean over seeds, a band of ± one standard deviation), the training accuracy
   dashed, the best checkpoint (chosen on validation) starred, the learning-rate
-  decays dotted. Robust (PGD) accuracy when the experiment trains adversarially,
+  decays dotted and, under symmetric label noise, the share of correct training
+  labels (training accuracy above it means wrong labels are being fit). Robust (PGD) accuracy when the experiment trains adversarially,
   clean accuracy otherwise (standard training under label noise).
   Accuracy experiments add a row of bars under the curves: Best and Final
   checkpoint accuracy under the experiment's first attack (the table's numbers,
@@ -35,6 +36,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
 from soften.io import atomic_path  # noqa: E402
+from soften.noise import parse_noise_name  # noqa: E402
 
 #: Fixed colours for the methods the configs name, so that a method looks the same
 #: in every figure of every experiment (colour-blind-safe Okabe-Ito and Tableau hues).
@@ -53,6 +55,7 @@ METHOD_COLORS = {
     "kd-at": "#b15928",
     "kd-swa": "#1b9e77",
 }
+CORRECT_STYLE = (0, (6, 3))
 #: Methods (and variants) not listed above get one of these, by a hash of their name.
 EXTRA_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
                 "#bcbd22", "#17becf", "#393b79", "#637939", "#843c39"]
@@ -142,6 +145,7 @@ def plot_curves(df: pd.DataFrame, spec: dict[str, Any], out: Path, records: list
     fig, axes = plt.subplots(rows, cols, figsize=(max(5.0 * cols, 8.0), 5.0 + 3.0 * bars), squeeze=False,
                              constrained_layout=True, gridspec_kw={"height_ratios": [1.35, 1] if bars else [1]})
     seeds = df.groupby(["dataset", "noise", "arch", "method"])["seed"].nunique()
+    noisy_panels = False
     for j, (dataset, noise, arch) in enumerate(panels):
         ax = axes[0][j]
         panel = df[(df["dataset"] == dataset) & (df["noise"] == noise) & (df["arch"] == arch)]
@@ -169,6 +173,11 @@ def plot_curves(df: pd.DataFrame, spec: dict[str, Any], out: Path, records: list
                 ax.plot([at], [y], marker="*", ms=12, color=color, mec="k", mew=0.6, zorder=5)
         for decay in _lr_decays(panel):
             ax.axvline(decay, color="0.55", lw=0.8, ls=":", zorder=0)
+        correct = correct_label_share(noise)
+        if correct is not None:
+            # Training accuracy (against the given labels) above this line means wrong labels are being fit.
+            ax.axhline(100 * correct, color="0.3", lw=0.9, ls=CORRECT_STYLE, zorder=0)
+            noisy_panels = True
         ax.set(title=f"{dataset} · noise {noise} · {arch}", xlabel="epoch", ylabel=f"{metric} accuracy (%)")
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
@@ -183,12 +192,24 @@ def plot_curves(df: pd.DataFrame, spec: dict[str, Any], out: Path, records: list
                 Line2D([], [], color="0.55", lw=0.8, ls=":")]
     labels += ["test, mean over seeds", "± 1 std over seeds", "train (monitored subset, training labels)",
                "best checkpoint (median epoch over seeds, chosen on validation)", "learning-rate decay"]
+    if noisy_panels:
+        handles.append(Line2D([], [], color="0.3", lw=0.9, ls=CORRECT_STYLE))
+        labels.append("share of correct training labels: train above it = fitting wrong labels")
     if bars:
         handles += [Patch(facecolor="0.45", edgecolor="k"), Patch(facecolor="white", edgecolor="0.45", hatch="///")]
         labels += ["Best checkpoint (bars: ± 1 std over seeds)", "Final checkpoint"]
     fig.legend(handles, labels, loc="outside lower center", ncol=2 if cols < 3 else 3, fontsize=8, frameon=False)
     fig.suptitle(spec.get("title") or spec["name"], fontsize=10)
     return _save(fig, out)
+
+
+def correct_label_share(noise: str) -> float | None:
+    """The share of training labels left correct by a noise setting, where the name fixes it:
+    symmetric noise moves exactly ``rate`` of the labels to another class (soften.noise)."""
+    if noise == "none":
+        return None
+    kind, rate = parse_noise_name(noise)
+    return 1.0 - rate if kind == "symmetric" else None
 
 
 def _seed_label(seeds: pd.Series, method: str) -> str:
