@@ -22,15 +22,15 @@ if BATCHED:
             npz=rules.fetch.output.npz,
         output:
             [L.eval_path(CFG, W, c, a) for c in EVAL_CKPTS for a in BATCHED],
-        params:
-            spec=eval_specs,
+        log:
+            L.log_path(CFG, "evaluate", L.RUN_PATTERN),
+        conda:
+            CONDA_ENV
         threads: CFG["threads"]
         resources:
             gpu=GPU_JOBS,
-        conda:
-            CONDA_ENV
-        log:
-            L.log_path(CFG, "evaluate", L.RUN_PATTERN),
+        params:
+            spec=eval_specs,
         shell:
             "python -m soften evaluate --checkpoint {input.ckpts:q} --dataset-npz {input.npz:q} "
             "--spec {params.spec:q} --out {output:q} --device {config[device]} --threads {threads} > {log:q} 2>&1"
@@ -44,17 +44,17 @@ if OWN_JOB:
             npz=rules.fetch.output.npz,
         output:
             L.eval_path(CFG, W, "{ckpt}", "{attack}"),
+        log:
+            L.log_path(CFG, "evaluate_attack", L.RUN_PATTERN + "-{ckpt}-{attack}"),
         wildcard_constraints:
             attack="|".join(OWN_JOB),
-        params:
-            spec=lambda wc: spec_json(sc.resolve_eval(CFG, wc.dataset, wc.attack)),
+        conda:
+            CONDA_ENV
         threads: CFG["threads"]
         resources:
             gpu=GPU_JOBS,
-        conda:
-            CONDA_ENV
-        log:
-            L.log_path(CFG, "evaluate_attack", L.RUN_PATTERN + "-{ckpt}-{attack}"),
+        params:
+            spec=lambda wc: spec_json(sc.resolve_eval(CFG, wc.dataset, wc.attack)),
         shell:
             "python -m soften evaluate_attack --checkpoint {input.ckpt:q} --dataset-npz {input.npz:q} "
             "--spec {params.spec:q} --out {output:q} --device {config[device]} --threads {threads} > {log:q} 2>&1"
@@ -69,15 +69,15 @@ if CALIBRATION_CKPTS:
             npz=rules.fetch.output.npz,
         output:
             [L.calibration_path(CFG, W, c) for c in CALIBRATION_CKPTS],
-        params:
-            spec=lambda wc: spec_json(sc.resolve_calibration(CFG, wc.dataset)),
+        log:
+            L.log_path(CFG, "calibrate", L.RUN_PATTERN),
+        conda:
+            CONDA_ENV
         threads: CFG["threads"]
         resources:
             gpu=GPU_JOBS,
-        conda:
-            CONDA_ENV
-        log:
-            L.log_path(CFG, "calibrate", L.RUN_PATTERN),
+        params:
+            spec=lambda wc: spec_json(sc.resolve_calibration(CFG, wc.dataset)),
         shell:
             "python -m soften calibrate --checkpoint {input.ckpts:q} --dataset-npz {input.npz:q} "
             "--spec {params.spec:q} --out {output:q} --device {config[device]} --threads {threads} > {log:q} 2>&1"
@@ -92,15 +92,15 @@ if SANITY_CKPTS:
             npz=rules.fetch.output.npz,
         output:
             [L.sanity_path(CFG, W, c) for c in SANITY_CKPTS],
-        params:
-            spec=lambda wc: spec_json(sc.resolve_sanity(CFG, wc.dataset)),
+        log:
+            L.log_path(CFG, "sanity", L.RUN_PATTERN),
+        conda:
+            CONDA_ENV
         threads: CFG["threads"]
         resources:
             gpu=GPU_JOBS,
-        conda:
-            CONDA_ENV
-        log:
-            L.log_path(CFG, "sanity", L.RUN_PATTERN),
+        params:
+            spec=lambda wc: spec_json(sc.resolve_sanity(CFG, wc.dataset)),
         shell:
             "python -m soften sanity --checkpoint {input.ckpts:q} --dataset-npz {input.npz:q} "
             "--spec {params.spec:q} --out {output:q} --device {config[device]} --threads {threads} > {log:q} 2>&1"

@@ -12,12 +12,12 @@ rule tables:
         lambda wc: L.experiment_inputs(CFG, wc.experiment),
     output:
         **L.table_paths(CFG, "{experiment}"),
-    params:
-        spec=table_spec,
-    conda:
-        CONDA_ENV
     log:
         L.log_path(CFG, "tables", "{experiment}"),
+    conda:
+        CONDA_ENV
+    params:
+        spec=table_spec,
     shell:
         "python -m soften tables {input:q} --spec {params.spec:q} --out {output.md:q} > {log:q} 2>&1"
 
@@ -27,11 +27,11 @@ rule figures:
         lambda wc: L.figure_inputs(CFG, wc.experiment),
     output:
         L.figure_path(CFG, "{experiment}"),
-    params:
-        spec=table_spec,
-    conda:
-        CONDA_ENV
     log:
         L.log_path(CFG, "figures", "{experiment}"),
+    conda:
+        CONDA_ENV
+    params:
+        spec=table_spec,
     shell:
         "python -m soften figures {input:q} --spec {params.spec:q} --out {output:q} > {log:q} 2>&1"

@@ -22,16 +22,16 @@ rule train:
         best=L.checkpoint_path(CFG, W, "best"),
         final=L.checkpoint_path(CFG, W, "final"),
         history=L.history_path(CFG, W),
-    params:
-        spec=run_spec,
-        out=lambda wc, output: str(Path(output.final).parent),
+    log:
+        L.log_path(CFG, "train", L.RUN_PATTERN),
+    conda:
+        CONDA_ENV
     threads: CFG["threads"]
     resources:
         gpu=GPU_JOBS,
-    conda:
-        CONDA_ENV
-    log:
-        L.log_path(CFG, "train", L.RUN_PATTERN),
+    params:
+        spec=run_spec,
+        out=lambda wc, output: str(Path(output.final).parent),
     shell:
         "python -m soften train --spec {params.spec:q} --out {params.out:q} "
         "--device {config[device]} --threads {threads} > {log:q} 2>&1"

@@ -17,15 +17,15 @@ rule craft_transfer:
         npz=rules.fetch.output.npz,
     output:
         L.transfer_set_path(CFG, "{dataset}", "{source}", "{attack}"),
-    params:
-        spec=lambda wc: spec_json(sc.resolve_transfer(CFG, wc.dataset, wc.source, wc.attack)),
+    log:
+        L.log_path(CFG, "craft_transfer", "{dataset}/{source}/{attack}"),
+    conda:
+        CONDA_ENV
     threads: CFG["threads"]
     resources:
         gpu=GPU_JOBS,
-    conda:
-        CONDA_ENV
-    log:
-        L.log_path(CFG, "craft_transfer", "{dataset}/{source}/{attack}"),
+    params:
+        spec=lambda wc: spec_json(sc.resolve_transfer(CFG, wc.dataset, wc.source, wc.attack)),
     shell:
         "python -m soften craft_transfer --checkpoint {input.ckpt:q} --dataset-npz {input.npz:q} "
         "--spec {params.spec:q} --out {output:q} --device {config[device]} --threads {threads} > {log:q} 2>&1"
@@ -39,13 +39,13 @@ if TRANSFER_PAIRS:
             crafted=[L.transfer_set_path(CFG, "{dataset}", s, a) for s, a in TRANSFER_PAIRS],
         output:
             [L.transfer_eval_path(CFG, W, c, s, a) for c in TRANSFER_CKPTS for s, a in TRANSFER_PAIRS],
+        log:
+            L.log_path(CFG, "evaluate_transfer", L.RUN_PATTERN),
+        conda:
+            CONDA_ENV
         threads: CFG["threads"]
         resources:
             gpu=GPU_JOBS,
-        conda:
-            CONDA_ENV
-        log:
-            L.log_path(CFG, "evaluate_transfer", L.RUN_PATTERN),
         shell:
             "python -m soften evaluate_transfer --checkpoint {input.ckpts:q} --crafted {input.crafted:q} "
             "--out {output:q} --device {config[device]} --threads {threads} > {log:q} 2>&1"
