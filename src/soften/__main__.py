@@ -13,11 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
 from soften import stages
-from soften.config import ConfigError
+from soften.errors import ConfigError
 
 EXAMPLES = {
     "fetch": "python -m soften fetch --configfile config/config.yaml --dataset digits --out resources/datasets/digits.npz",
@@ -37,6 +38,7 @@ def _configfiles(args) -> list[str]:
 
 
 def _load(args):
+    """The config from ``--configfile``/``--config`` (the route without ``--spec``)."""
     from soften.config import load_config
 
     if not _configfiles(args):
@@ -56,23 +58,34 @@ def _overrides(args) -> dict:
     return out
 
 
+#: Environment variables that place a job when its command line does not (the DVC route:
+#: ``SOFTEN_DEVICE=cuda dvc repro``), so that moving jobs changes no DVC command.
+PLACEMENT_ENV = {"device": "SOFTEN_DEVICE", "threads": "SOFTEN_THREADS"}
+
+
 def _placed(spec: dict, args) -> dict:
-    """Where a job runs is not part of its spec's identity: --device/--threads set it."""
+    """Where a job runs is not part of its spec's identity. It comes from --device/--threads,
+    else $SOFTEN_DEVICE/$SOFTEN_THREADS, else the spec, else auto and 1 thread."""
     spec = dict(spec)
-    if getattr(args, "device", None):
-        spec["device"] = args.device
-    if getattr(args, "threads", None):
-        spec["threads"] = args.threads
+    for key, env in PLACEMENT_ENV.items():
+        value = getattr(args, key, None) or os.environ.get(env)
+        if value:
+            spec[key] = int(value) if key == "threads" else value
     spec.setdefault("device", "auto")
     spec.setdefault("threads", 1)
     return spec
 
 
 def _spec(args, resolver):
+    """The job's spec: ``--spec`` JSON as Snakemake and DVC pass it, else
+    ``resolver(soften.config, cfg)`` on the ``--configfile`` config. Only the latter
+    imports soften.config, so a pipeline job runs no config code (soften.codedeps)."""
     if args.spec:
         spec = json.loads(args.spec)
     else:
-        spec = resolver(_load(args))
+        from soften import config
+
+        spec = resolver(config, _load(args))
     return [_placed(s, args) for s in spec] if isinstance(spec, list) else _placed(spec, args)
 
 
@@ -83,11 +96,11 @@ def _required(args, *names):
 
 
 def cmd_fetch(args):
-    from soften.config import fetch_entry
-
     if args.entry:
         entry = json.loads(args.entry)
     else:
+        from soften.config import fetch_entry
+
         cfg = _load(args)
         if args.dataset not in cfg["datasets"]:
             raise ConfigError(f"dataset {args.dataset!r} has no entry under 'datasets' in {', '.join(_configfiles(args))}")
@@ -101,54 +114,44 @@ def cmd_noise(args):
 
 
 def cmd_train(args):
-    from soften.config import resolve_run
-
     if not args.spec:
         _required(args, "dataset", "noise", "arch", "method")
-    spec = _spec(args, lambda cfg: resolve_run(cfg, args.dataset, args.noise, args.arch, args.method, args.seed))
+    spec = _spec(args, lambda c, cfg: c.resolve_run(cfg, args.dataset, args.noise, args.arch, args.method, args.seed))
     stages.train(spec, args.out, stop_after_epoch=args.stop_after_epoch)
 
 
 def cmd_evaluate(args):
-    from soften.config import resolve_eval
-
     if not args.spec:
         _required(args, "dataset", "attack")
-    specs = _spec(args, lambda cfg: [resolve_eval(cfg, args.dataset, a) for a in args.attack.split(",")])
+    specs = _spec(args, lambda c, cfg: [c.resolve_eval(cfg, args.dataset, a) for a in args.attack.split(",")])
     stages.evaluate(args.checkpoint, args.dataset_npz, specs if isinstance(specs, list) else [specs], args.out)
 
 
 def cmd_evaluate_attack(args):
-    from soften.config import resolve_eval
-
     if not args.spec:
         _required(args, "dataset", "attack")
     stages.evaluate_attack(args.checkpoint[0], args.dataset_npz,
-                           _spec(args, lambda cfg: resolve_eval(cfg, args.dataset, args.attack)), args.out[0])
+                           _spec(args, lambda c, cfg: c.resolve_eval(cfg, args.dataset, args.attack)), args.out[0])
 
 
 def cmd_calibrate(args):
-    from soften.config import resolve_calibration
-
     if not args.spec:
         _required(args, "dataset")
-    stages.calibrate(args.checkpoint, args.dataset_npz, _spec(args, lambda cfg: resolve_calibration(cfg, args.dataset)), args.out)
+    stages.calibrate(args.checkpoint, args.dataset_npz,
+                     _spec(args, lambda c, cfg: c.resolve_calibration(cfg, args.dataset)), args.out)
 
 
 def cmd_sanity(args):
-    from soften.config import resolve_sanity
-
     if not args.spec:
         _required(args, "dataset")
-    stages.sanity(args.checkpoint, args.dataset_npz, _spec(args, lambda cfg: resolve_sanity(cfg, args.dataset)), args.out)
+    stages.sanity(args.checkpoint, args.dataset_npz, _spec(args, lambda c, cfg: c.resolve_sanity(cfg, args.dataset)),
+                  args.out)
 
 
 def cmd_craft_transfer(args):
-    from soften.config import resolve_transfer
-
     if not args.spec:
         _required(args, "dataset", "source", "attack")
-    spec = _spec(args, lambda cfg: resolve_transfer(cfg, args.dataset, args.source, args.attack))
+    spec = _spec(args, lambda c, cfg: c.resolve_transfer(cfg, args.dataset, args.source, args.attack))
     print(json.dumps(stages.craft_transfer(args.checkpoint, args.dataset_npz, spec, args.out)))
 
 

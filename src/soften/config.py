@@ -29,7 +29,9 @@ import jsonschema
 import yaml
 
 from soften import layout
+from soften.codedeps import stage_names
 from soften.attacks.kinds import KIND_PARAMS, SHARED_KEYS
+from soften.errors import ConfigError  # defined below everything; soften.config.ConfigError stays valid
 from soften.noise import parse_noise_name
 
 #: Training defaults, each with its source; overridden by ``training:`` then ``datasets.<name>.training``.
@@ -72,12 +74,7 @@ SMOKE: dict[str, Any] = {
 }
 
 #: Experiment names that would shadow a workflow rule (an experiment is also a Snakemake target).
-RESERVED_NAMES = frozenset({"all", "fetch", "noise", "train", "evaluate", "evaluate_attack", "calibrate", "sanity",
-                            "craft_transfer", "evaluate_transfer", "tables", "figures"})
-
-
-class ConfigError(ValueError):
-    """A configuration problem, reported with the offending key."""
+RESERVED_NAMES = frozenset({"all", *stage_names()})
 
 
 def schema() -> dict[str, Any]:
@@ -240,6 +237,11 @@ def check_references(cfg: dict[str, Any]) -> None:
     """Checks a JSON schema cannot express: names that must exist elsewhere, grammars, scopes."""
     from soften.data.sources import BUILDERS
 
+    named = [("dataset", "datasets", cfg["datasets"]), ("attack", "evaluation/attacks", cfg["evaluation"]["attacks"]),
+             ("attack", "transfer/attacks", cfg["transfer"]["attacks"]), ("source", "transfer/sources", cfg["transfer"]["sources"])]
+    for kind, where, names in named:
+        for n in names:
+            _check_name(kind, f"{where}/{n}", n)
     for name, entry in cfg["datasets"].items():
         if entry["source"] not in BUILDERS:
             raise ConfigError(f"invalid config at 'datasets/{name}/source': unknown source {entry['source']!r}; known: {sorted(BUILDERS)}")
@@ -256,6 +258,13 @@ def check_references(cfg: dict[str, Any]) -> None:
         _check_attack(f"calibration/inputs/{name}", attack, kinds=("natural", "pgd", "cw", "square", "autoattack"))
     for name, exp in cfg["experiments"].items():
         _check_experiment(cfg, name, exp)
+
+
+def _check_name(kind: str, where: str, name: str) -> None:
+    """A name that becomes a folder (and a workflow wildcard) follows soften.layout.NAME_PATTERNS."""
+    if not layout.valid_name(kind, name):
+        raise ConfigError(f"invalid config at '{where}': a {kind} name becomes a folder name; use letters, digits, "
+                          f"'_' and '-' (pattern {layout.NAME_PATTERNS[kind]}), got {name!r}")
 
 
 def _check_noise(where: str, noise: str) -> None:
@@ -314,12 +323,14 @@ def _check_attack(where: str, attack: dict[str, Any], kinds: tuple[str, ...] | N
 
 def _check_experiment(cfg: dict[str, Any], name: str, exp: dict[str, Any]) -> None:
     where = f"experiments/{name}"
-    if name in RESERVED_NAMES or not all(c.isalnum() or c in "_-" for c in name):
+    if name in RESERVED_NAMES or not layout.valid_name("experiment", name):
         raise ConfigError(f"invalid config at '{where}': an experiment name is a Snakemake target: letters, digits, "
                           f"'_' and '-', and none of {sorted(RESERVED_NAMES)}")
     for dataset in exp["datasets"]:
         if dataset not in cfg["datasets"]:
             raise ConfigError(f"invalid config at '{where}/datasets': dataset {dataset!r} has no entry under 'datasets'")
+    for i, arch in enumerate(exp["archs"]):
+        _check_name("arch", f"{where}/archs/{i}", arch)
     for i, noise in enumerate(exp["noise"]):
         _check_noise(f"{where}/noise/{i}", noise)
     for method in exp["methods"]:
@@ -341,7 +352,7 @@ def _check_experiment(cfg: dict[str, Any], name: str, exp: dict[str, Any]) -> No
             for source in exp["sources"]:
                 run, _ = layout.transfer_source(cfg, dataset, source)
                 if run in targets:
-                    raise ConfigError(f"invalid config at 'transfer/sources/{source}': the source run {run_label(run)} "
+                    raise ConfigError(f"invalid config at 'transfer/sources/{source}': the source run {run.label} "
                                       f"is also a target of experiment {name!r}; a black-box source must be an independent model")
     elif exp.get("sources"):
         raise ConfigError(f"invalid config at '{where}/sources': only transfer experiments have sources")
@@ -360,10 +371,6 @@ def _check_names(where: str, names: list[str], known: dict[str, Any], section: s
     for n in names:
         if n not in known:
             raise ConfigError(f"invalid config at '{where}': {n!r} has no entry under '{section}' (known: {sorted(known)})")
-
-
-def run_label(run: layout.Run) -> str:
-    return f"{run.dataset}/{run.noise}/{run.arch}/{run.method}/seed{run.seed}"
 
 
 # ------------------------------------------------------------------ methods and teachers

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from soften.io import save_json, save_npz
+from soften.layout import sidecar_path
 
 
 def fetch(entry: dict[str, Any], out: str | Path, download_dir: str | Path | None = None) -> dict[str, Any]:
@@ -56,7 +57,7 @@ def noise(dataset_npz: str | Path, noise: str, seed: int, out: str | Path) -> di
     save_npz(out, y_train_noisy=noisy, flipped=flipped)
     meta = {"noise": noise, "kind": kind, "rate": rate, "seed": seed, "n": int(clean.size),
             "n_flipped": int(flipped.sum()), "realised_rate": float(flipped.mean()) if clean.size else 0.0}
-    save_json(meta, Path(out).with_suffix(".json"))
+    save_json(meta, sidecar_path(out))
     return meta
 
 

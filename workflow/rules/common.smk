@@ -1,12 +1,12 @@
-# The config, and the few helpers the rule files share. Paths and the grid come
-# from soften.layout; specs from soften.config (the same code the CLI and DVC use).
-import json
+# The config, and the few helpers the rule files share. Paths and the grid come from
+# soften.layout; each job's command and params from soften.jobs, the same code the
+# generated dvc.yaml is made from (python -m soften dvc_pipeline).
 from pathlib import Path
 
 import soften.config as sc
+from soften import jobs as J
 from soften import layout as L
-from soften.devices import PLACEMENT_KEYS
-from soften.noise import NOISE_REGEX
+from soften.codedeps import code_hash
 
 
 def _load_config():
@@ -37,15 +37,7 @@ GPU_JOBS = 1 if CFG["device"].startswith("cuda") or (CFG["device"] == "auto" and
 
 
 wildcard_constraints:
-    dataset="[A-Za-z0-9_-]+",
-    noise=NOISE_REGEX,
-    arch="[A-Za-z0-9_-]+",
-    method="[A-Za-z0-9.+_-]+",
-    seed="[0-9]+",
-    ckpt="best|final",
-    attack="[A-Za-z0-9_-]+",
-    source="[A-Za-z0-9_-]+",
-    experiment="|".join(EXPERIMENTS),
+    **{**L.NAME_PATTERNS, "experiment": "|".join(EXPERIMENTS)},
 
 
 #: A run whose fields are the wildcards: rule patterns come from soften.layout too.
@@ -56,10 +48,9 @@ def wc_run(wc):
     return L.Run(wc.dataset, wc.noise, wc.arch, wc.method, int(wc.seed))
 
 
-def spec_json(spec):
-    """A job's spec as a params value. Where a job runs (device, threads) is passed
-    outside params, so moving a run to another device re-runs nothing."""
-    return json.dumps({k: v for k, v in spec.items() if k not in PLACEMENT_KEYS}, sort_keys=True)
+#: Each rule's code: a hash of the soften source files its job imports (soften.codedeps).
+#: It is a param, so editing a stage's code reruns that stage's jobs and nothing else.
+CODE = {stage: code_hash(stage) for stage in J.COMMANDS}
 
 
 def experiment_outputs(name):

@@ -3,10 +3,6 @@
 # diagrams or sanity sweeps, by the experiment's kind).
 
 
-def table_spec(wc):
-    return json.dumps(sc.table_spec(CFG, wc.experiment), sort_keys=True)
-
-
 rule tables:
     input:
         lambda wc: L.experiment_inputs(CFG, wc.experiment),
@@ -17,9 +13,10 @@ rule tables:
     conda:
         CONDA_ENV
     params:
-        spec=table_spec,
+        spec=lambda wc: J.table_spec(CFG, wc.experiment),
+        code=CODE["tables"],
     shell:
-        "python -m soften tables {input:q} --spec {params.spec:q} --out {output.md:q} > {log:q} 2>&1"
+        J.shell("tables")
 
 
 rule figures:
@@ -32,6 +29,7 @@ rule figures:
     conda:
         CONDA_ENV
     params:
-        spec=table_spec,
+        spec=lambda wc: J.table_spec(CFG, wc.experiment),
+        code=CODE["figures"],
     shell:
-        "python -m soften figures {input:q} --spec {params.spec:q} --out {output:q} > {log:q} 2>&1"
+        J.shell("figures")

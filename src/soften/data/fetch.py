@@ -17,6 +17,7 @@ import numpy as np
 
 from soften.data.sources import BUILDERS, RawDataset
 from soften.io import file_digest, save_json, save_npz
+from soften.layout import sidecar_path
 
 DATASET_BUILDERS = BUILDERS
 NPZ_KEYS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test", "class_names", "mean", "std")
@@ -89,7 +90,7 @@ def fetch_dataset(name: str, options: dict[str, Any], out: str | Path) -> dict[s
         "std": arrays["std"].tolist(),
         "seconds": round(time.time() - start, 3),
     }
-    save_json(meta, out.with_suffix(".json"))
+    save_json(meta, sidecar_path(out))
     return meta
 
 
