@@ -29,6 +29,7 @@ EXAMPLES = {
     "evaluate": "python -m soften evaluate --configfile config/config.yaml --attack pgd20 "
                 "--checkpoint results/digits/none/cnn/pgd-at/seed0/best.pt --dataset-npz resources/datasets/digits.npz "
                 "--out best-pgd20.json",
+    "dvc_pipeline": "python -m soften dvc_pipeline --configfile config/config.yaml > dvc.yaml",
     "show-config": "python -m soften show-config --configfile config/sglr.yaml --run cifar10/none/resnet18/pgd-at+sglr/seed0",
 }
 
@@ -178,6 +179,23 @@ def cmd_figures(args):
     print(stages.figures(args.inputs, _table_spec(args), args.out))
 
 
+def cmd_dvc_pipeline(args):
+    from soften.config import load_config
+    from soften.dvc_pipeline import render
+
+    files = _configfiles(args) or ["config/config.yaml"]
+    overrides = _overrides(args)
+    label = " --configfile ".join(files) + "".join(f" --config {k}={v}" for k, v in (args.config or []) and
+                                                  [i.partition("=")[::2] for i in args.config])
+    text = render(load_config(files, overrides), label, args.root)
+    if args.out:
+        from soften.io import save_text
+
+        save_text(text, args.out)
+    else:
+        print(text, end="")
+
+
 def cmd_show_config(args):
     from soften.show import show_config
 
@@ -289,6 +307,12 @@ def build_parser() -> argparse.ArgumentParser:
         _add_config_args(s)
         s.add_argument("--experiment", help="with --configfile: the experiment's name")
         s.add_argument("--out", required=True, help="output .md (tables; .csv and .tex beside it) or .png (figures)")
+
+    s = _sub(sub, "dvc_pipeline", "print the DVC pipeline (dvc.yaml) of a config: one stage per Snakemake job",
+             cmd_dvc_pipeline, "dvc-pipeline")
+    _add_config_args(s)
+    s.add_argument("--root", default=".", help="the repository root, where dvc.yaml lives (default: .)")
+    s.add_argument("--out", help="write here instead of stdout (atomically)")
 
     s = _sub(sub, "show-config", "print an experiment file fully resolved, or one run's spec, with where each value "
              "comes from", cmd_show_config, "show_config")

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
-import torch
 
 
 @contextlib.contextmanager
@@ -45,13 +44,22 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 def save_torch(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` ``obj`` to ``path`` atomically. Through a file object: given a path,
     torch names the archive's root folder after the (random) temporary file."""
+    import torch  # here, not at the top: soften.layout imports this module and must stay light
+
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         torch.save(obj, fh)
 
 
 def load_torch(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
     """Load a checkpoint with ``weights_only=True`` (no arbitrary unpickling)."""
+    import torch
+
     return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def sidecar_path(path: str | os.PathLike) -> str:
+    """The JSON that describes an npz, written beside it: ``x.npz`` -> ``x.json``."""
+    return str(Path(path).with_suffix(".json"))
 
 
 def save_json(obj: Any, path: str | os.PathLike) -> None:

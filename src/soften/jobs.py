@@ -166,13 +166,13 @@ def all_jobs(cfg: dict[str, Any]) -> list[Job]:
     pairs, tr_ckpts = L.transfer_pairs(cfg), L.kind_checkpoints(cfg, "transfer")
     jobs: list[Job] = []
     for d in dict.fromkeys(r.dataset for r in runs):
-        npz = L.dataset_path(cfg, d)
-        jobs.append(Job("fetch", d, {"dataset": d}, {}, {"npz": [npz], "meta": [L.sidecar_path(npz)]},
+        jobs.append(Job("fetch", d, {"dataset": d}, {},
+                        {"npz": [L.dataset_path(cfg, d)], "meta": [L.dataset_meta_path(cfg, d)]},
                         {"entry": fetch_entry(cfg, d)}))
     for d, n in dict.fromkeys((r.dataset, r.noise) for r in runs):
-        out = L.noise_path(cfg, d, n)
         jobs.append(Job("noise", f"{d}/{n}", {"dataset": d, "noise": n}, {"npz": [L.dataset_path(cfg, d)]},
-                        {"npz": [out], "meta": [L.sidecar_path(out)]}, {"seed": cfg["noise_seed"]}))
+                        {"npz": [L.noise_path(cfg, d, n)], "meta": [L.noise_meta_path(cfg, d, n)]},
+                        {"seed": cfg["noise_seed"]}))
     for r in runs:
         jobs.append(Job("train", r.label, r.wildcards(),
                         {"npz": [L.dataset_path(cfg, r.dataset)], "noise": [L.noise_path(cfg, r.dataset, r.noise)],

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any, Iterable
 
+from soften.io import sidecar_path
 from soften.noise import NOISE_REGEX
 
 #: What an experiment measures, and so which stage feeds its table.
@@ -91,19 +91,24 @@ def parse_run(label: str) -> Run:
 
 # ------------------------------------------------------------------ paths
 
-def sidecar_path(path: str | Path) -> str:
-    """The JSON that describes an npz (``x.npz`` -> ``x.json``), written beside it."""
-    return str(Path(path).with_suffix(".json"))
-
-
 def dataset_path(cfg: dict[str, Any], dataset: str) -> str:
     """The fetched dataset (npz: uint8 NHWC images, int64 labels, per-channel mean/std)."""
     return f"{cfg['resources_dir']}/datasets/{dataset}.npz"
 
 
+def dataset_meta_path(cfg: dict[str, Any], dataset: str) -> str:
+    """The fetched dataset's description (JSON sidecar: source, sha256, splits, class names)."""
+    return sidecar_path(dataset_path(cfg, dataset))
+
+
 def noise_path(cfg: dict[str, Any], dataset: str, noise: str) -> str:
     """The noisy training labels of ``dataset`` under ``noise`` (npz)."""
     return f"{cfg['resources_dir']}/noise/{dataset}/{noise}.npz"
+
+
+def noise_meta_path(cfg: dict[str, Any], dataset: str, noise: str) -> str:
+    """What the noise draw did (JSON sidecar: kind, rate, seed, realised rate)."""
+    return sidecar_path(noise_path(cfg, dataset, noise))
 
 
 def run_dir(cfg: dict[str, Any], run: Run) -> str:

@@ -28,8 +28,7 @@ import logging
 from pathlib import Path
 from typing import Any, Sequence
 
-from soften.io import load_torch, save_json, save_npz, save_text, save_torch
-from soften.layout import sidecar_path
+from soften.io import load_torch, save_json, save_npz, save_text, save_torch, sidecar_path
 
 log = logging.getLogger("soften.stages")
 
@@ -40,7 +39,7 @@ log = logging.getLogger("soften.stages")
 TIMING_KEYS = frozenset({"seconds", "total_seconds"})
 
 
-def untimed(record: Any, where: str = "") -> tuple[Any, dict[str, Any]]:
+def _untimed(record: Any, where: str = "") -> tuple[Any, dict[str, Any]]:
     """``record`` without :data:`TIMING_KEYS` at any depth, and what was removed
     (dotted key -> value)."""
     if isinstance(record, dict):
@@ -50,11 +49,11 @@ def untimed(record: Any, where: str = "") -> tuple[Any, dict[str, Any]]:
             if k in TIMING_KEYS:
                 removed[key] = v
             else:
-                kept[k], sub = untimed(v, key)
+                kept[k], sub = _untimed(v, key)
                 removed.update(sub)
         return kept, removed
     if isinstance(record, list):
-        pairs = [untimed(v, f"{where}[{i}]") for i, v in enumerate(record)]
+        pairs = [_untimed(v, f"{where}[{i}]") for i, v in enumerate(record)]
         return [p[0] for p in pairs], {k: v for _, sub in pairs for k, v in sub.items()}
     return record, {}
 
@@ -66,7 +65,7 @@ def _log_timings(out: str | Path, removed: dict[str, Any]) -> None:
 
 def _save_result(record: dict[str, Any], out: str | Path) -> dict[str, Any]:
     """Write a result JSON without its timings (logged instead); return the full record."""
-    kept, removed = untimed(record)
+    kept, removed = _untimed(record)
     save_json(kept, out)
     _log_timings(out, removed)
     return record
@@ -91,7 +90,7 @@ def _untime_history(path: Path) -> None:
 def _untime_torch(path: Path, key: str) -> None:
     """A saved dict's ``key`` entry (a checkpoint's metrics, a transfer set's meta) without timings."""
     obj = load_torch(path)
-    kept, removed = untimed(obj.get(key) or {}, key)
+    kept, removed = _untimed(obj.get(key) or {}, key)
     if removed:
         obj[key] = kept
         save_torch(obj, path)

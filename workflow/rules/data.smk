@@ -4,7 +4,7 @@
 rule fetch:
     output:
         npz=L.dataset_path(CFG, "{dataset}"),
-        meta=L.sidecar_path(L.dataset_path(CFG, "{dataset}")),
+        meta=L.dataset_meta_path(CFG, "{dataset}"),
     log:
         L.log_path(CFG, "fetch", "{dataset}"),
     conda:
@@ -21,7 +21,7 @@ rule noise:
         npz=rules.fetch.output.npz,
     output:
         npz=L.noise_path(CFG, "{dataset}", "{noise}"),
-        meta=L.sidecar_path(L.noise_path(CFG, "{dataset}", "{noise}")),
+        meta=L.noise_meta_path(CFG, "{dataset}", "{noise}"),
     log:
         L.log_path(CFG, "noise", "{dataset}/{noise}"),
     conda:

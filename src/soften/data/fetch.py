@@ -17,8 +17,7 @@ from typing import Any
 import numpy as np
 
 from soften.data.sources import BUILDERS, RawDataset
-from soften.io import file_digest, save_json, save_npz
-from soften.layout import sidecar_path
+from soften.io import file_digest, save_json, save_npz, sidecar_path
 
 log = logging.getLogger("soften.fetch")
 
