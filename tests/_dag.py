@@ -9,7 +9,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-PLACEMENT = re.compile(r" --device \S+ --threads \d+")
+PLACEMENT = re.compile(r" --threads \d+")
 LOG = re.compile(r" > \S+ 2>&1$")
 
 

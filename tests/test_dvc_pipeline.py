@@ -8,6 +8,7 @@ outputs and shell command, and each DVC stage must be exactly one of them.
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import subprocess
 import sys
@@ -119,6 +120,30 @@ def _digests(root: Path, stages: dict) -> dict[str, str]:
     return {f: hashlib.sha256((root / f).read_bytes()).hexdigest() for s in stages.values() for f in _dvc_outs(s)}
 
 
+#: Modules a stage's code names that its job need not import: the CLI runs as
+#: ``__main__``, and the dataset builders are imported by name when a dataset needs them.
+NAMED_NOT_IMPORTED = {"soften.__main__", "soften.data.cifar", "soften.data.download", "soften.data.mini",
+                      "soften.data.svhn", "soften.data.tinyimagenet"}
+
+
+def _check_imports(logs: Path) -> None:
+    """Every soften module a job imported is in its stage's code (soften.codedeps), and
+    the code holds nothing else but NAMED_NOT_IMPORTED."""
+    from soften.codedeps import stage_modules
+
+    seen = set()
+    for log in logs.rglob("*.log"):
+        stage = log.relative_to(logs).parts[0]
+        imported = set(re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s*(soften(?:\.\S+)?)\s*$", log.read_text(), re.M))
+        assert imported, log
+        static = stage_modules(stage)
+        assert imported <= static, f"{stage} imported {sorted(imported - static)}, not in its code"
+        assert static - imported <= NAMED_NOT_IMPORTED, f"{stage}: {sorted(static - imported - NAMED_NOT_IMPORTED)}"
+        seen.add(stage)
+    assert seen == {"fetch", "noise", "train", "evaluate", "evaluate_attack", "calibrate", "sanity",
+                    "craft_transfer", "evaluate_transfer", "tables", "figures"}
+
+
 @pytest.mark.slow
 def test_dvc_and_snakemake_agree_both_ways(repo, tmp_path, subprocess_env):
     """.test config: dvc repro -> snakemake has nothing to do; snakemake from scratch ->
@@ -157,11 +182,14 @@ def test_dvc_and_snakemake_agree_both_ways(repo, tmp_path, subprocess_env):
     reference = _digests(work, stages)
     assert "up to date" in run("dvc", "status")
 
-    # The reverse: Snakemake from scratch makes the bytes dvc.lock recorded.
+    # The reverse: Snakemake from scratch makes the bytes dvc.lock recorded. Each job
+    # also logs the modules it imports (python -X importtime), to check soften.codedeps.
     shutil.rmtree(work / "results")
     shutil.rmtree(work / "resources")
-    snake()
+    proc = snakemake(work, snakefile, config, dict(env, PYTHONPROFILEIMPORTTIME="1"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
     assert _digests(work, stages) == reference
+    _check_imports(work / "results" / "logs")
     assert "up to date" in run("dvc", "status")
     assert "Nothing to be done" in snake("-n")
 

@@ -8,10 +8,10 @@ checks that the two agree job by job: same inputs, outputs and command.
 
 A command template uses Snakemake's syntax (``{params.spec:q}`` is the value
 shell-quoted; a list is quoted item by item and joined by spaces), and
-:func:`format_command` fills it the way Snakemake does. Where a job runs (device,
-threads) and where its log goes are appended by Snakemake only (:data:`PLACEMENT`,
-:data:`LOG`): they change no result, so the DVC commands leave them out
-(``SOFTEN_DEVICE``/``SOFTEN_THREADS`` place a DVC job).
+:func:`format_command` fills it the way Snakemake does. Where a job runs and where
+its log goes change no result: the device comes from ``SOFTEN_DEVICE`` in both
+tools, and Snakemake alone appends the thread count and the log (:data:`PLACEMENT`,
+:data:`LOG`); a DVC job takes ``SOFTEN_THREADS``.
 """
 
 from __future__ import annotations
@@ -49,8 +49,10 @@ COMMANDS: dict[str, str] = {
 }
 #: Stages that run models, and so take a device and a thread count.
 PLACED = ("train", "evaluate", "evaluate_attack", "calibrate", "sanity", "craft_transfer", "evaluate_transfer")
-#: Where a Snakemake job runs: outside params, so that moving jobs reruns nothing.
-PLACEMENT = " --device {config[device]} --threads {threads}"
+#: How many CPU threads a Snakemake job uses: outside params, so that it reruns nothing.
+#: The device comes from the environment (SOFTEN_DEVICE, which the Snakefile sets
+#: from the config's ``device``), for the same reason.
+PLACEMENT = " --threads {threads}"
 #: Snakemake writes each job's output to its log.
 LOG = " > {log:q} 2>&1"
 

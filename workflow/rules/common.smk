@@ -1,6 +1,7 @@
 # The config, and the few helpers the rule files share. Paths and the grid come from
 # soften.layout; each job's command and params from soften.jobs, the same code the
 # generated dvc.yaml is made from (python -m soften dvc_pipeline).
+import os
 from pathlib import Path
 
 import soften.config as sc
@@ -34,6 +35,10 @@ def _host_has_cuda():
 
 
 GPU_JOBS = 1 if CFG["device"].startswith("cuda") or (CFG["device"] == "auto" and _host_has_cuda()) else 0
+# Jobs read their device from the environment, not from their command or params:
+# `--config device=cuda` moves jobs without rerunning them (remote jobs re-read the
+# Snakefile, so they get it too).
+os.environ.update(SOFTEN_DEVICE=CFG["device"])
 
 
 wildcard_constraints:
