@@ -97,6 +97,8 @@ def _required(args, *names):
 
 
 def cmd_fetch(args):
+    """``fetch``: the dataset entry from ``--entry`` JSON (or ``--configfile``) into ``--out`` (npz +
+    json); prints dataset, splits, sha256."""
     if args.entry:
         entry = json.loads(args.entry)
     else:
@@ -111,10 +113,14 @@ def cmd_fetch(args):
 
 
 def cmd_noise(args):
+    """``noise``: noisy training labels of ``--dataset-npz`` under ``--noise`` into ``--out``; prints
+    the draw's summary."""
     print(json.dumps(stages.noise(args.dataset_npz, args.noise, args.seed, args.out)))
 
 
 def cmd_train(args):
+    """``train``: one run from ``--spec`` (or ``--configfile`` and the run's fields) into ``--out``,
+    resuming from its last.pt."""
     if not args.spec:
         _required(args, "dataset", "noise", "arch", "method")
     spec = _spec(args, lambda c, cfg: c.resolve_run(cfg, args.dataset, args.noise, args.arch, args.method, args.seed))
@@ -122,6 +128,7 @@ def cmd_train(args):
 
 
 def cmd_evaluate(args):
+    """``evaluate``: each ``--checkpoint`` under each attack spec, one ``--out`` JSON per pair, checkpoint-major."""
     if not args.spec:
         _required(args, "dataset", "attack")
     specs = _spec(args, lambda c, cfg: [c.resolve_eval(cfg, args.dataset, a) for a in args.attack.split(",")])
@@ -129,6 +136,7 @@ def cmd_evaluate(args):
 
 
 def cmd_evaluate_attack(args):
+    """``evaluate_attack``: one ``--checkpoint`` under one attack, into one ``--out`` JSON."""
     if not args.spec:
         _required(args, "dataset", "attack")
     stages.evaluate_attack(args.checkpoint[0], args.dataset_npz,
@@ -136,6 +144,7 @@ def cmd_evaluate_attack(args):
 
 
 def cmd_calibrate(args):
+    """``calibrate``: ECE and reliability data of each ``--checkpoint``, one ``--out`` JSON each."""
     if not args.spec:
         _required(args, "dataset")
     stages.calibrate(args.checkpoint, args.dataset_npz,
@@ -143,6 +152,7 @@ def cmd_calibrate(args):
 
 
 def cmd_sanity(args):
+    """``sanity``: gradient-masking checks of each ``--checkpoint``, one ``--out`` JSON each."""
     if not args.spec:
         _required(args, "dataset")
     stages.sanity(args.checkpoint, args.dataset_npz, _spec(args, lambda c, cfg: c.resolve_sanity(cfg, args.dataset)),
@@ -150,6 +160,7 @@ def cmd_sanity(args):
 
 
 def cmd_craft_transfer(args):
+    """``craft_transfer``: a transfer set crafted on ``--checkpoint`` into ``--out`` (.pt); prints its meta."""
     if not args.spec:
         _required(args, "dataset", "source", "attack")
     spec = _spec(args, lambda c, cfg: c.resolve_transfer(cfg, args.dataset, args.source, args.attack))
@@ -157,6 +168,8 @@ def cmd_craft_transfer(args):
 
 
 def cmd_evaluate_transfer(args):
+    """``evaluate_transfer``: each ``--checkpoint`` on each ``--crafted`` set, one ``--out`` JSON per
+    pair, checkpoint-major."""
     spec = _placed({"batch_size": args.batch_size}, args)
     stages.evaluate_transfer(args.checkpoint, args.crafted, args.out, spec)
 
@@ -172,14 +185,18 @@ def _table_spec(args):
 
 
 def cmd_tables(args):
+    """``tables``: one experiment's table from its inputs, into ``--out`` (.md; .csv and .tex beside
+    it); prints the Markdown."""
     print(stages.tables(args.inputs, _table_spec(args), args.out))
 
 
 def cmd_figures(args):
+    """``figures``: one experiment's figure from its inputs, into ``--out`` (.png); prints the path."""
     print(stages.figures(args.inputs, _table_spec(args), args.out))
 
 
 def cmd_dvc_pipeline(args):
+    """``dvc_pipeline``: the dvc.yaml of a config (soften.dvc_pipeline), to stdout or ``--out``."""
     from soften.config import load_config
     from soften.dvc_pipeline import render
 
@@ -197,6 +214,8 @@ def cmd_dvc_pipeline(args):
 
 
 def cmd_show_config(args):
+    """``show-config``: a config resolved with each value's origin, or one run's spec (``--run``), or
+    an experiment's runs."""
     from soften.show import show_config
 
     print(show_config(_configfiles(args) or ["config/config.yaml"], _overrides(args), run=args.run,
@@ -225,6 +244,8 @@ def _sub(sub, name, helptext, func, *aliases):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser: one subcommand per stage (the Snakemake rule of the same name), plus
+    dvc_pipeline and show-config."""
     from soften import __version__
 
     p = argparse.ArgumentParser(prog="python -m soften", description=__doc__,
@@ -323,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Run one command; a ConfigError, ValueError, OSError or RuntimeError prints one line and returns 2."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")

@@ -78,6 +78,7 @@ RESERVED_NAMES = frozenset({"all", *stage_names()})
 
 
 def schema() -> dict[str, Any]:
+    """The config's JSON schema (src/soften/schemas/config.schema.yaml) as a dict."""
     text = importlib.resources.files("soften").joinpath("schemas/config.schema.yaml").read_text()
     return yaml.safe_load(text)
 
@@ -102,6 +103,7 @@ deep_merge = merge
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
+    """One config file as a mapping ({} when empty); ConfigError naming the file and line if missing or not YAML."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
@@ -387,6 +389,8 @@ def method_overrides(cfg: dict[str, Any], dataset: str, method: str = "") -> dic
 
 
 def run_method_params(cfg: dict[str, Any], dataset: str, method: str) -> dict[str, dict[str, Any]]:
+    """Every component's resolved hyperparameters for ``method`` (a method or variant name)
+    on ``dataset``: defaults, then ``methods``, ``datasets.<dataset>.methods``, the variant's ``params``."""
     from soften.training.methods import method_params
 
     base, _ = layout.variant(cfg, method)
@@ -501,6 +505,8 @@ def resolve_eval(cfg: dict[str, Any], dataset: str, attack: str) -> dict[str, An
 
 
 def resolve_transfer(cfg: dict[str, Any], dataset: str, source: str, attack: str) -> dict[str, Any]:
+    """Settings of one transfer set: the source and attack names, the attack's parameters
+    (eps filled in), ``n_examples``, ``batch_size``."""
     tr = cfg["transfer"]
     if source not in tr["sources"]:
         raise ConfigError(f"transfer source {source!r} has no entry under 'transfer/sources'")
@@ -518,6 +524,8 @@ def resolve_transfer(cfg: dict[str, Any], dataset: str, source: str, attack: str
 
 
 def resolve_calibration(cfg: dict[str, Any], dataset: str) -> dict[str, Any]:
+    """Settings of a calibration job: the attack producing each input type, ``n_bins``, ``n_examples``,
+    ``batch_size``."""
     cal = cfg["calibration"]
     return {
         "inputs": {name: attack_params(cfg, dataset, entry) for name, entry in cal["inputs"].items()},
@@ -530,6 +538,8 @@ def resolve_calibration(cfg: dict[str, Any], dataset: str) -> dict[str, Any]:
 
 
 def resolve_sanity(cfg: dict[str, Any], dataset: str) -> dict[str, Any]:
+    """Settings of a sanity job: the threat eps, the sweeps (``settings``; shortened at the
+    smoke scale), ``n_examples``, ``batch_size``."""
     san = cfg["sanity"]
     settings = {k: v for k, v in san.items() if k != "n_examples"}
     if cfg["scale"] == "smoke":

@@ -241,6 +241,7 @@ class _SnakemakeFormatter(string.Formatter):
     ``q`` quoting each item with shlex.quote."""
 
     def format_field(self, value: Any, format_spec: str) -> str:
+        """One ``{field:spec}``: the value, or its items joined by spaces; ``q`` shell-quotes each."""
         items = value if isinstance(value, list) else [value]
         if format_spec == "q":
             return " ".join(shlex.quote(str(v)) for v in items)

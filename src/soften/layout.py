@@ -191,10 +191,12 @@ def grid_runs(cfg: dict[str, Any]) -> list[Run]:
 
 
 def experiments_of_kind(cfg: dict[str, Any], kind: str) -> list[str]:
+    """Names of the experiments of ``kind`` (a key of :data:`EXPERIMENT_KINDS`), in config order."""
     return [name for name, exp in cfg["experiments"].items() if exp["kind"] == kind]
 
 
 def attack_kind(cfg: dict[str, Any], attack: str) -> str:
+    """The kind (natural, pgd, cw, autoattack, square) of evaluation attack ``attack``."""
     return cfg["evaluation"]["attacks"][attack]["kind"]
 
 
@@ -236,6 +238,7 @@ def own_job_evaluations(cfg: dict[str, Any]) -> list[tuple[Run, str, str]]:
 
 
 def own_job_attacks(cfg: dict[str, Any]) -> list[str]:
+    """The attacks that have ``evaluate_attack`` jobs somewhere (see :func:`own_job_evaluations`)."""
     return _unique(a for _, _, a in own_job_evaluations(cfg))
 
 
@@ -286,6 +289,7 @@ def transfer_source(cfg: dict[str, Any], dataset: str, source: str) -> tuple[Run
 
 
 def source_runs(cfg: dict[str, Any]) -> list[Run]:
+    """The runs transfer sets are crafted on (trained like any other run)."""
     return _unique(transfer_source(cfg, d, s)[0] for d, s, _ in transfer_sets(cfg))
 
 

@@ -33,6 +33,9 @@ def _lines(items: Iterable[tuple[str, Any, str]]) -> str:
 
 def show_config(paths: list[str | Path], overrides: dict[str, Any] | None = None, *, run: str | None = None,
                 experiment: str | None = None) -> str:
+    """The config from ``paths`` and ``overrides``, resolved, one ``key: value  # origin``
+    line per leaf; with ``run`` (``DATASET/NOISE/ARCH/METHOD/seedK``) that run's spec
+    instead, with ``experiment`` that experiment's run directories."""
     cfg = load_config(paths, overrides)
     _, origins = layered(paths, overrides)
     head = f"# {' + '.join(map(str, paths))}{' + --config' if overrides else ''}, resolved (scale: {cfg['scale']})\n"

@@ -183,6 +183,8 @@ def sanity(checkpoints: Sequence[str | Path], dataset_npz: str | Path, spec: dic
 
 
 def craft_transfer(checkpoint: str | Path, dataset_npz: str | Path, spec: dict[str, Any], out: str | Path) -> dict[str, Any]:
+    """Adversarial test examples crafted on a transfer source's checkpoint into ``out`` (.pt:
+    ``x_adv`` in [0, 1], labels, meta without timings); returns the meta."""
     from soften.evaluation import craft_transfer as craft
 
     meta = craft(checkpoint, dataset_npz, spec, out)

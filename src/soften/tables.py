@@ -89,6 +89,8 @@ def measurements(inputs: Iterable[str | Path], spec: dict[str, Any]) -> list[Mea
 
 
 def column_order(spec: dict[str, Any], found: list[str]) -> list[str]:
+    """The table's columns: those the experiment names (attacks, source · attack pairs,
+    noise settings) in its order, then any other ``found`` in the results."""
     kind = spec["kind"]
     if kind == "accuracy":
         wanted = spec["attacks"]
@@ -103,6 +105,8 @@ def column_order(spec: dict[str, Any], found: list[str]) -> list[str]:
 
 @dataclass
 class Cell:
+    """One aggregated table cell: mean and std over seeds (in the table's units), how many seeds."""
+
     mean: float | None
     std: float | None
     seeds: int
@@ -145,6 +149,7 @@ def aggregate(ms: list[Measurement], parts: list[str], ddof: int) -> dict[tuple,
 
 
 def parts_of(spec: dict[str, Any]) -> list[str]:
+    """Sub-columns per column: Best and/or Final (the experiment's checkpoints), plus Diff when both."""
     if spec["kind"] == "noise-gap":
         return ["value"]
     ckpts = spec.get("checkpoints", ["best", "final"])
@@ -173,6 +178,9 @@ def _fmt_cell(cell: Cell, digits: tuple[int, int]) -> str:
 
 @dataclass
 class Comparison:
+    """A cell beside the paper's: the published value, reproduction minus paper, and why they are not
+    comparable (if so)."""
+
     published: pubs.Published
     delta: float | None
     why_not: list[str]
@@ -392,6 +400,8 @@ def _tex_escape(text: str) -> str:
 
 
 def sanity_table(inputs: list[Path], spec: dict[str, Any]) -> tuple[str, pd.DataFrame]:
+    """The sanity experiment's table (Markdown and frame): per checkpoint, n, clean and
+    eps = 1 accuracy (%), and pass/FAIL per check."""
     rows = []
     for f in inputs:
         r = _load_json(f)

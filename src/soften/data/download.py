@@ -43,6 +43,7 @@ class ChecksumError(RuntimeError):
 
 
 def md5_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex md5 of a file's bytes, read in ``chunk``-byte blocks."""
     h = hashlib.md5()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(chunk), b""):

@@ -43,6 +43,9 @@ def carve_validation(y: np.ndarray, val_size: int, seed: int) -> tuple[np.ndarra
 
 
 def build_arrays(raw: RawDataset, val_size: int, val_seed: int) -> dict[str, np.ndarray]:
+    """The npz arrays (:data:`NPZ_KEYS`) of a raw dataset, with ``val_size`` training images
+    carved out as the validation split (stratified, seeded) and mean/std of the remaining
+    training pixels in [0, 1] per channel."""
     for name in ("x_train", "x_test"):
         arr = getattr(raw, name)
         if arr.dtype != np.uint8 or arr.ndim != 4:
@@ -105,6 +108,7 @@ def fetch_dataset(name: str, options: dict[str, Any], out: str | Path) -> dict[s
 
 
 def load_dataset_npz(path: str | Path) -> dict[str, np.ndarray]:
+    """A fetched dataset's arrays (:data:`NPZ_KEYS`); ValueError if ``path`` is not one."""
     with np.load(path, allow_pickle=False) as f:
         missing = [k for k in NPZ_KEYS if k not in f.files]
         if missing:

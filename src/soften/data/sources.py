@@ -15,6 +15,9 @@ import numpy as np
 
 @dataclass
 class RawDataset:
+    """What a builder returns: train and test images (uint8 NHWC) and labels (int64),
+    class names, and where the data came from (recorded in the dataset's sidecar)."""
+
     x_train: np.ndarray  # uint8, N x H x W x C
     y_train: np.ndarray  # int64
     x_test: np.ndarray

@@ -27,6 +27,8 @@ def _frozen_copy(model: nn.Module) -> nn.Module:
 
 
 class EMA:
+    """An exponential moving average of a model's weights (``module``: the averaged twin)."""
+
     def __init__(self, model: nn.Module, decay: float):
         if not 0 <= decay <= 1:
             raise ValueError(f"EMA decay must be in [0, 1], got {decay}")
@@ -35,6 +37,7 @@ class EMA:
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
+        """Move the average towards ``model``'s current weights: avg <- decay * avg + (1 - decay) * w."""
         current = model.state_dict()
         for name, avg in self.module.state_dict().items():
             new = current[name].detach()
@@ -46,13 +49,17 @@ class EMA:
                 avg.copy_(new)
 
     def state_dict(self) -> dict[str, Any]:
+        """``{"model": averaged weights}``, for the resume state."""
         return {"model": self.module.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
         self.module.load_state_dict(state["model"])
 
 
 class SWA:
+    """Stochastic weight averaging: an equal-weight average of sampled weights (``module``)."""
+
     def __init__(self, model: nn.Module):
         self.module = _frozen_copy(model)
         self.n_averaged = 0
@@ -75,8 +82,10 @@ class SWA:
         self.module.eval()
 
     def state_dict(self) -> dict[str, Any]:
+        """``{"model": averaged weights, "n_averaged": samples so far}``, for the resume state."""
         return {"model": self.module.state_dict(), "n_averaged": self.n_averaged}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
         self.module.load_state_dict(state["model"])
         self.n_averaged = int(state["n_averaged"])

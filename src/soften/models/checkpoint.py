@@ -13,6 +13,9 @@ from soften.models import build_model
 
 
 def model_checkpoint(state_dict: dict[str, torch.Tensor], *, spec: dict[str, Any], model_args: dict[str, Any], epoch: int, metrics: dict[str, Any]) -> dict[str, Any]:
+    """The content of ``best.pt``/``final.pt``: the weights (on CPU), how to rebuild the
+    model (``model_args``: arch, num_classes, in_channels), the run's spec, the epoch
+    (counted from 1) and its metrics (accuracies as fractions in [0, 1])."""
     return {
         "format": "soften-model-v1",
         "model": {k: v.detach().cpu() for k, v in state_dict.items()},
@@ -37,6 +40,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[to
 
 
 def rng_state() -> dict[str, Any]:
+    """The global torch RNG state (and CUDA's, when present), for the resume state."""
     state = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -44,6 +48,7 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` returned (CUDA's only where CUDA is present)."""
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
