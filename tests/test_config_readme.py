@@ -5,7 +5,7 @@ import re
 import pytest
 import yaml
 
-from soften.attacks.kinds import KIND_PARAMS
+from soften.attack_kinds import KIND_PARAMS
 from soften.config import SMOKE, TRAINING_DEFAULTS, schema
 from soften.training.methods import COMPONENT_DEFAULTS
 

@@ -3,7 +3,7 @@
 The layers, lowest first (a module may import its own layer and those below):
 
 0. foundations, no soften imports above them: the package itself, io, devices,
-   noise, errors, codedeps, layout, attacks/ (PGD, CW and the attack vocabulary);
+   noise, errors, codedeps, layout, attack_kinds (the attack vocabulary), attacks/ (PGD, CW);
 1. the things trained and reported on: models/ (incl. averaging, bn, checkpoint),
    data/, published, tables, plots;
 2. label refiners and evaluation: labels/ (they use models' EMA, BN helpers and
@@ -27,7 +27,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 LAYERS = [
     {"soften", "soften.io", "soften.devices", "soften.noise", "soften.errors", "soften.codedeps", "soften.layout",
-     "soften.attacks"},
+     "soften.attack_kinds", "soften.attacks"},
     {"soften.models", "soften.data", "soften.published", "soften.tables", "soften.plots"},
     {"soften.labels", "soften.evaluation"},
     {"soften.training"},
