@@ -220,3 +220,18 @@ def test_dvc_and_snakemake_agree_both_ways(repo, tmp_path, subprocess_env):
     assert "up to date" in run("dvc", "status")
     # Snakemake's records (input checksums) carry it over files DVC restored in any order.
     assert "Nothing to be done" in snake("-n")
+
+
+def test_placement_comes_from_flags_then_environment_then_spec(monkeypatch):
+    """How a DVC job (no flags) and a Snakemake job (--threads, SOFTEN_DEVICE) are placed."""
+    from argparse import Namespace
+
+    from soften.__main__ import _placed
+
+    monkeypatch.delenv("SOFTEN_DEVICE", raising=False)
+    monkeypatch.delenv("SOFTEN_THREADS", raising=False)
+    assert _placed({"lr": 0.1}, Namespace()) == {"lr": 0.1, "device": "auto", "threads": 1}
+    monkeypatch.setenv("SOFTEN_DEVICE", "cpu")
+    monkeypatch.setenv("SOFTEN_THREADS", "3")
+    assert _placed({}, Namespace(device=None, threads=None)) == {"device": "cpu", "threads": 3}
+    assert _placed({}, Namespace(device="cuda:1", threads=2)) == {"device": "cuda:1", "threads": 2}
