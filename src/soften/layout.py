@@ -92,7 +92,8 @@ def transfer_eval_path(cfg: dict[str, Any], run: Run, ckpt: str, source: str, at
 
 def table_paths(cfg: dict[str, Any], experiment: str) -> dict[str, str]:
     base = f"{cfg['results_dir']}/tables/{experiment}"
-    return {"md": f"{base}.md", "csv": f"{base}.csv", "tex": f"{base}.tex"}
+    # .html: the .md rendered, so that the Snakemake report shows the table inline.
+    return {"md": f"{base}.md", "csv": f"{base}.csv", "tex": f"{base}.tex", "html": f"{base}.html"}
 
 
 def figure_path(cfg: dict[str, Any], experiment: str) -> str:
