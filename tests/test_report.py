@@ -1,6 +1,7 @@
 """`snakemake --report`: every experiment's table and figure is in the report, in its
 own category, with its caption; the table is also there rendered as HTML."""
 
+import importlib.util
 import json
 import re
 import subprocess
@@ -72,3 +73,13 @@ def test_report_holds_every_table_and_figure(repo, default_config, tmp_path, sub
     assert title in entries["results/tables/main.html"]["caption"]
     assert "PGD radius" in entries["results/figures/masking.png"]["caption"]  # the sanity caption
     assert entries["results/figures/main.png"]["labels"] == {"experiment": "main", "kind": "accuracy", "file": "figure"}
+
+    # Under a cluster executor tables and figures run on the submitting host (localrules):
+    # the real SLURM plugin on a host without SLURM remakes them without any sbatch.
+    if importlib.util.find_spec("snakemake_executor_plugin_slurm"):  # in the dev extra
+        for f in (results / "tables" / "main.md", results / "figures" / "main.png"):
+            f.unlink()
+        proc = _snakemake(repo, tmp_path, cfg, subprocess_env, "--profile", str(repo / "workflow" / "profiles" / "slurm"))
+        log = proc.stdout + proc.stderr
+        assert "localrule tables:" in log and "localrule figures:" in log
+        assert (results / "figures" / "main.png").exists()
