@@ -175,6 +175,13 @@ def cmd_figures(args):
     print(stages.figures(args.inputs, _table_spec(args), args.out))
 
 
+def cmd_export_robustbench(args):
+    from soften.robustbench import export
+
+    paper = {"link": args.link, "name": args.title, "authors": args.authors, "venue": args.venue}
+    print(json.dumps(export(args.run_dir, args.out, checkpoint=args.checkpoint, name=args.name, paper=paper), indent=1))
+
+
 def cmd_show_config(args):
     from soften.show import show_config
 
@@ -286,6 +293,17 @@ def build_parser() -> argparse.ArgumentParser:
         _add_config_args(s)
         s.add_argument("--experiment", help="with --configfile: the experiment's name")
         s.add_argument("--out", required=True, help="output .md (tables; .csv and .tex beside it) or .png (figures)")
+
+    s = _sub(sub, "export_robustbench", "export a run's checkpoint as a RobustBench claim: model card (JSON), "
+             "state_dict, and a model.py that loads it without soften", cmd_export_robustbench, "export-robustbench")
+    s.add_argument("run_dir", metavar="RUN_DIR", help="a trained and evaluated run, e.g. results/cifar10/none/resnet18/pgd-at+sglr/seed0")
+    s.add_argument("--out", required=True, metavar="DIR", help="output directory (created)")
+    s.add_argument("--checkpoint", choices=["best", "final"], default="best", help="which checkpoint (default best)")
+    s.add_argument("--name", help="model name (default soften_<dataset>_<noise>_<arch>_<method>_seed<k>_<checkpoint>)")
+    s.add_argument("--link", help="paper URL for the card (default: the method's paper, SGLR or ADR)")
+    s.add_argument("--title", help="paper title for the card's 'name' field")
+    s.add_argument("--authors", help="paper authors for the card")
+    s.add_argument("--venue", help="paper venue for the card, e.g. 'CVPR 2024'")
 
     s = _sub(sub, "show-config", "print an experiment file fully resolved, or one run's spec, with where each value "
              "comes from", cmd_show_config, "show_config")

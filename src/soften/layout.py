@@ -19,6 +19,7 @@ Every function takes an already validated config (``soften.config``).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Iterable
 
 #: What an experiment measures, and so which stage feeds its table.
@@ -64,6 +65,16 @@ def run_dir(cfg: dict[str, Any], run: Run) -> str:
 
 def checkpoint_path(cfg: dict[str, Any], run: Run, ckpt: str) -> str:
     return f"{run_dir(cfg, run)}/{ckpt}.pt"
+
+
+def checkpoint_in(run_directory: str | Path, ckpt: str) -> Path:
+    """A checkpoint of the run in ``run_directory`` (a path a user gives, not a config's)."""
+    return Path(run_directory) / f"{ckpt}.pt"
+
+
+def evaluations_in(run_directory: str | Path, ckpt: str) -> list[Path]:
+    """Every evaluation JSON of one checkpoint of the run in ``run_directory``, by attack name."""
+    return sorted((Path(run_directory) / "eval").glob(f"{ckpt}-*.json"))
 
 
 def history_path(cfg: dict[str, Any], run: Run) -> str:
