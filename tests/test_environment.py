@@ -38,10 +38,12 @@ def test_environment_yml_matches_pyproject(repo):
 
 
 def test_rule_env_pins_soften_dependencies_as_pyproject(repo):
-    core = dict(map(normalise, project(repo)["dependencies"]))
-    # What drives the workflow (Snakemake, DVC) is not needed inside a job.
-    assert pip_section(repo / "workflow" / "envs" / "soften.yaml") == {
-        k: v for k, v in core.items() if k not in ("snakemake", "dvc")}
+    p = project(repo)
+    core = dict(map(normalise, p["dependencies"]))
+    # What drives the workflow (Snakemake, DVC) is not needed inside a job; tracking is.
+    wanted = {k: v for k, v in core.items() if k not in ("snakemake", "dvc")}
+    wanted |= dict(map(normalise, p["optional-dependencies"]["tracking"]))
+    assert pip_section(repo / "workflow" / "envs" / "soften.yaml") == wanted
 
 
 def test_core_dependencies_include_dvc(repo):

@@ -74,6 +74,10 @@ def test_report_holds_every_table_and_figure(repo, default_config, tmp_path, sub
     assert "PGD radius" in entries["results/figures/masking.png"]["caption"]  # the sanity caption
     assert entries["results/figures/main.png"]["labels"] == {"experiment": "main", "kind": "accuracy", "file": "figure"}
 
+    # tracking says how a run reports, not what it computes: switching it on re-runs nothing.
+    proc = _snakemake(repo, tmp_path, cfg, subprocess_env, "-n", "--config", "tracking=tensorboard")
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
     # Under a cluster executor tables and figures run on the submitting host (localrules):
     # the real SLURM plugin on a host without SLURM remakes them without any sbatch.
     if importlib.util.find_spec("snakemake_executor_plugin_slurm"):  # in the dev extra

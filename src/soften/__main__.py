@@ -63,6 +63,8 @@ def _placed(spec: dict, args) -> dict:
         spec["device"] = args.device
     if getattr(args, "threads", None):
         spec["threads"] = args.threads
+    if getattr(args, "tracking", None):
+        spec["tracking"] = args.tracking
     spec.setdefault("device", "auto")
     spec.setdefault("threads", 1)
     return spec
@@ -243,6 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="run directory")
     s.add_argument("--stop-after-epoch", type=int, default=None, help="stop after this epoch's checkpoint (as a kill would)")
     _add_placement(s)
+    s.add_argument("--tracking", choices=["none", "tensorboard"],
+                   help="per-epoch metrics to TensorBoard in RUN/tensorboard/ (default: the config's 'tracking', else none)")
 
     for name, helptext, func in (
         ("evaluate", "evaluate one checkpoint under attacks (natural, PGD, CW), one JSON each", cmd_evaluate),
