@@ -209,6 +209,7 @@ def smoke_config(cfg: dict[str, Any]) -> dict[str, Any]:
     out["results_dir"] = f"{cfg['results_dir'].rstrip('/')}-smoke"
     out["resources_dir"] = f"{cfg['resources_dir'].rstrip('/')}-smoke"
     out["threads"] = SMOKE["threads"]
+    out["keep_checkpoints"] = False     # ~110 runs of real architectures: GBs of checkpoints otherwise
     for entry in out["datasets"].values():
         entry["val_size"] = SMOKE["val_size"]
         entry["subset"] = dict(SMOKE["subset"])

@@ -245,9 +245,7 @@ def make_table(inputs: Iterable[str | Path], spec: dict[str, Any], out_md: str |
                         "comparable": (not cmp_.why_not) if cmp_ else None,
                         "why_not_comparable": "; ".join(cmp_.why_not) if cmp_ else "",
                     })
-        title = " · ".join(str(b) for b in bkey if b) if spec["kind"] != "noise-gap" else f"{bkey[0]} · {bkey[1]}"
-        if spec["kind"] != "noise-gap":
-            title = f"{bkey[0]} · noise {bkey[1]} · {bkey[2]}"
+        title = f"{bkey[0]} · {bkey[1]}" if spec["kind"] == "noise-gap" else f"{bkey[0]} · noise {bkey[1]} · {bkey[2]}"
         blocks.append((title, header, lines))
 
     md = _markdown(spec, table, blocks, comparisons, value_kind, ddof)
