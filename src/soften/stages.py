@@ -60,11 +60,24 @@ def noise(dataset_npz: str | Path, noise: str, seed: int, out: str | Path) -> di
     return meta
 
 
-def train(spec: dict[str, Any], out_dir: str | Path, *, stop_after_epoch: int | None = None) -> list[dict[str, Any]]:
-    """Train (or resume) one run into ``out_dir``."""
+def train(spec: dict[str, Any], out_dir: str | Path, *, stop_after_epoch: int | None = None,
+          keep_resume_state: bool | None = None) -> list[dict[str, Any]]:
+    """Train (or resume) one run into ``out_dir``.
+
+    ``keep_resume_state`` False drops ``last.pt`` once the run has finished (config
+    ``keep_checkpoints: false``; the workflow passes it as SOFTEN_KEEP_CHECKPOINTS=0).
+    """
+    import os
+
     from soften.training.loop import train as train_run
 
-    return train_run(spec, out_dir, stop_after_epoch=stop_after_epoch)
+    history = train_run(spec, out_dir, stop_after_epoch=stop_after_epoch)
+    if keep_resume_state is None:
+        keep_resume_state = os.environ.get("SOFTEN_KEEP_CHECKPOINTS", "1") != "0"
+    finished = (Path(out_dir) / "final.pt").exists()
+    if finished and not keep_resume_state:
+        (Path(out_dir) / "last.pt").unlink(missing_ok=True)
+    return history
 
 
 def _pairs(checkpoints: Sequence, items: Sequence, outs: Sequence) -> list[tuple[Any, Any, Any]]:

@@ -1,6 +1,7 @@
 # The config, and the few helpers the rule files share. Paths and the grid come
 # from soften.layout; specs from soften.config (the same code the CLI and DVC use).
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -35,6 +36,13 @@ CFG = _load_config()
 config.clear()
 config.update(CFG)
 EXPERIMENTS = list(CFG["experiments"])
+# keep_checkpoints: false (the smoke scale) deletes checkpoints once read, and a
+# finished training job its resume state (soften.stages.train reads this variable).
+os.environ["SOFTEN_KEEP_CHECKPOINTS"] = "1" if CFG["keep_checkpoints"] else "0"
+
+
+def checkpoint_output(path):
+    return path if CFG["keep_checkpoints"] else temp(path)
 
 
 # Jobs resolve `device` themselves (a login node may have no GPU while compute

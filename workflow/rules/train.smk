@@ -19,8 +19,8 @@ rule train:
         noise=rules.noise.output.npz,
         teachers=teacher_checkpoints,
     output:
-        best=L.checkpoint_path(CFG, W, "best"),
-        final=L.checkpoint_path(CFG, W, "final"),
+        best=checkpoint_output(L.checkpoint_path(CFG, W, "best")),
+        final=checkpoint_output(L.checkpoint_path(CFG, W, "final")),
         history=L.history_path(CFG, W),
     params:
         spec=run_spec,
