@@ -19,15 +19,28 @@ from pathlib import Path
 from soften import stages
 from soften.config import ConfigError
 
+#: One example per command, on the CPU demo's files (tests/test_cli.py parses each one).
+_RUN = "results/digits/none/cnn/pgd-at/seed0"
+_DEMO = "--configfile config/config.yaml --dataset digits"
+_NPZ = "--dataset-npz resources/datasets/digits.npz"
 EXAMPLES = {
-    "fetch": "python -m soften fetch --configfile config/config.yaml --dataset digits --out resources/datasets/digits.npz",
+    "fetch": f"python -m soften fetch {_DEMO} --out resources/datasets/digits.npz",
     "noise": "python -m soften noise --dataset-npz resources/datasets/digits.npz --noise symmetric-0.4 "
              "--out resources/noise/digits/symmetric-0.4.npz",
-    "train": "python -m soften train --configfile config/config.yaml --dataset digits --noise none --arch cnn "
-             "--method pgd-at --seed 0 --out results/digits/none/cnn/pgd-at/seed0",
-    "evaluate": "python -m soften evaluate --configfile config/config.yaml --attack pgd20 "
-                "--checkpoint results/digits/none/cnn/pgd-at/seed0/best.pt --dataset-npz resources/datasets/digits.npz "
-                "--out best-pgd20.json",
+    "train": f"python -m soften train {_DEMO} --noise none --arch cnn --method pgd-at --seed 0 --out {_RUN}",
+    "evaluate": f"python -m soften evaluate {_DEMO} --attack natural,pgd20 --checkpoint {_RUN}/best.pt {_NPZ} "
+                f"--out best-natural.json best-pgd20.json",
+    "evaluate_attack": f"python -m soften evaluate_attack {_DEMO} --attack aa --checkpoint {_RUN}/best.pt {_NPZ} "
+                       f"--out best-aa.json",
+    "calibrate": f"python -m soften calibrate {_DEMO} --checkpoint {_RUN}/best.pt {_NPZ} --out calibration-best.json",
+    "sanity": f"python -m soften sanity {_DEMO} --checkpoint {_RUN}/best.pt {_NPZ} --out sanity-best.json",
+    "craft_transfer": f"python -m soften craft_transfer {_DEMO} --source cnn-at-s100 --attack pgd10 "
+                      f"--checkpoint results/digits/none/cnn/pgd-at/seed100/best.pt {_NPZ} --out pgd10.pt",
+    "evaluate_transfer": f"python -m soften evaluate_transfer --checkpoint {_RUN}/best.pt --crafted pgd10.pt "
+                         f"--out best-pgd10.json",
+    "tables": "python -m soften tables --configfile config/config.yaml --experiment main --out main.md",
+    "figures": "python -m soften figures --configfile config/config.yaml --experiment main --out main.png",
+    "export_robustbench": f"python -m soften export_robustbench {_RUN} --out export/pgd-at-digits",
     "show-config": "python -m soften show-config --configfile config/sglr.yaml --run cifar10/none/resnet18/pgd-at+sglr/seed0",
 }
 
@@ -63,6 +76,8 @@ def _placed(spec: dict, args) -> dict:
         spec["device"] = args.device
     if getattr(args, "threads", None):
         spec["threads"] = args.threads
+    if getattr(args, "tracking", None):
+        spec["tracking"] = args.tracking
     spec.setdefault("device", "auto")
     spec.setdefault("threads", 1)
     return spec
@@ -167,12 +182,34 @@ def _table_spec(args):
     return table_spec(_load(args), args.experiment)
 
 
+def _inputs(args, files_of) -> list[str]:
+    """The files given, or with --configfile the ones the experiment is made from."""
+    if args.inputs:
+        return args.inputs
+    if args.spec or not args.experiment:
+        raise ConfigError("give the input files, or --configfile FILE with --experiment NAME")
+    return files_of(_load(args), args.experiment)
+
+
 def cmd_tables(args):
-    print(stages.tables(args.inputs, _table_spec(args), args.out))
+    from soften.layout import experiment_inputs
+
+    spec = _table_spec(args)  # first: it names an unknown experiment
+    print(stages.tables(_inputs(args, experiment_inputs), spec, args.out))
 
 
 def cmd_figures(args):
-    print(stages.figures(args.inputs, _table_spec(args), args.out))
+    from soften.layout import figure_inputs
+
+    spec = _table_spec(args)
+    print(stages.figures(_inputs(args, figure_inputs), spec, args.out))
+
+
+def cmd_export_robustbench(args):
+    from soften.robustbench import export
+
+    paper = {"link": args.link, "name": args.title, "authors": args.authors, "venue": args.venue}
+    print(json.dumps(export(args.run_dir, args.out, checkpoint=args.checkpoint, name=args.name, paper=paper), indent=1))
 
 
 def cmd_show_config(args):
@@ -236,6 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="run directory")
     s.add_argument("--stop-after-epoch", type=int, default=None, help="stop after this epoch's checkpoint (as a kill would)")
     _add_placement(s)
+    s.add_argument("--tracking", choices=["none", "tensorboard"],
+                   help="per-epoch metrics to TensorBoard in RUN/tensorboard/ (default: the config's 'tracking', else none)")
 
     for name, helptext, func in (
         ("evaluate", "evaluate one checkpoint under attacks (natural, PGD, CW), one JSON each", cmd_evaluate),
@@ -252,10 +291,13 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--spec", help="resolved spec as JSON (what Snakemake passes; a list for evaluate)")
         _add_config_args(s)
         s.add_argument("--dataset", help="with --configfile: dataset name")
-        if name in ("evaluate", "evaluate_attack"):
-            s.add_argument("--attack", help="with --configfile: attack name(s) under evaluation.attacks, comma-separated")
+        if name == "evaluate":
+            s.add_argument("--attack", help="with --configfile: attack names under evaluation.attacks, comma-separated")
+        if name == "evaluate_attack":
+            s.add_argument("--attack", help="with --configfile: one attack name under evaluation.attacks, e.g. aa")
         s.add_argument("--out", required=True, nargs="+" if many else 1,
-                       help="output JSON" + (" per checkpoint (and attack), checkpoint-major" if many else ""))
+                       help={"evaluate": "one output JSON per checkpoint and attack, checkpoint-major",
+                             "evaluate_attack": "output JSON"}.get(name, "one output JSON per checkpoint"))
         _add_placement(s)
 
     s = _sub(sub, "craft_transfer", "craft a black-box transfer set on a source checkpoint", cmd_craft_transfer,
@@ -278,14 +320,30 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=int, default=512, help="evaluation batch size (speed only)")
     _add_placement(s)
 
-    for name, helptext, func in (("tables", "one experiment's table (.md, .csv, .tex)", cmd_tables),
-                                 ("figures", "one experiment's figure (.png)", cmd_figures)):
+    for name, helptext, func, out_help in (
+        ("tables", "one experiment's table (.md, with .csv, .tex and .html beside it)", cmd_tables,
+         "output .md (.csv, .tex and .html are written beside it)"),
+        ("figures", "one experiment's figure (.png)", cmd_figures, "output .png"),
+    ):
         s = _sub(sub, name, helptext, func)
-        s.add_argument("inputs", nargs="+", help="the experiment's result JSON / history.csv files")
+        s.add_argument("inputs", nargs="*", metavar="INPUT",
+                       help="the experiment's result JSON / history.csv files (default with --configfile: "
+                            "the files the experiment is made from, where the pipeline writes them)")
         s.add_argument("--spec", help="the experiment's table spec as JSON (what Snakemake passes)")
         _add_config_args(s)
-        s.add_argument("--experiment", help="with --configfile: the experiment's name")
-        s.add_argument("--out", required=True, help="output .md (tables; .csv and .tex beside it) or .png (figures)")
+        s.add_argument("--experiment", help="with --configfile: the experiment's name, e.g. main")
+        s.add_argument("--out", required=True, help=out_help)
+
+    s = _sub(sub, "export_robustbench", "export a run's checkpoint as a RobustBench claim: model card (JSON), "
+             "state_dict, and a model.py that loads it without soften", cmd_export_robustbench, "export-robustbench")
+    s.add_argument("run_dir", metavar="RUN_DIR", help="a trained and evaluated run, e.g. results/cifar10/none/resnet18/pgd-at+sglr/seed0")
+    s.add_argument("--out", required=True, metavar="DIR", help="output directory (created)")
+    s.add_argument("--checkpoint", choices=["best", "final"], default="best", help="which checkpoint (default best)")
+    s.add_argument("--name", help="model name (default soften_<dataset>_<noise>_<arch>_<method>_seed<k>_<checkpoint>)")
+    s.add_argument("--link", help="paper URL for the card (default: the method's paper, SGLR or ADR)")
+    s.add_argument("--title", help="paper title for the card's 'name' field")
+    s.add_argument("--authors", help="paper authors for the card")
+    s.add_argument("--venue", help="paper venue for the card, e.g. 'CVPR 2024'")
 
     s = _sub(sub, "show-config", "print an experiment file fully resolved, or one run's spec, with where each value "
              "comes from", cmd_show_config, "show_config")

@@ -465,6 +465,7 @@ def resolve_run(cfg: dict[str, Any], dataset: str, noise: str, arch: str, method
         "noise_npz": layout.noise_path(cfg, dataset, noise),
         "device": cfg["device"],
         "threads": cfg["threads"],
+        "tracking": cfg["tracking"],
         "scale": cfg["scale"],
         "training": training,
         "threat": dict(entry["threat"]),

@@ -18,10 +18,11 @@ from pathlib import Path
 
 log = logging.getLogger("soften.devices")
 
-#: Spec keys that say where a job runs, not what it computes: a run moved to
-#: another device or thread count resumes from its last.pt, and Snakemake passes
-#: them outside a rule's params so that moving jobs re-runs nothing.
-PLACEMENT_KEYS = ("device", "threads")
+#: Spec keys that say where a job runs (or how it reports), not what it computes: a
+#: run moved to another device or thread count, or with tracking switched on, resumes
+#: from its last.pt, and Snakemake passes them outside a rule's params so that moving
+#: jobs re-runs nothing.
+PLACEMENT_KEYS = ("device", "threads", "tracking")
 
 _held: list[int] = []  # lock file descriptors kept open while the process lives
 

@@ -19,6 +19,7 @@ Every function takes an already validated config (``soften.config``).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Iterable
 
 #: What an experiment measures, and so which stage feeds its table.
@@ -66,6 +67,21 @@ def checkpoint_path(cfg: dict[str, Any], run: Run, ckpt: str) -> str:
     return f"{run_dir(cfg, run)}/{ckpt}.pt"
 
 
+def checkpoint_in(run_directory: str | Path, ckpt: str) -> Path:
+    """A checkpoint of the run in ``run_directory`` (a path a user gives, not a config's)."""
+    return Path(run_directory) / f"{ckpt}.pt"
+
+
+def evaluations_in(run_directory: str | Path, ckpt: str) -> list[Path]:
+    """Every evaluation JSON of one checkpoint of the run in ``run_directory``, by attack name."""
+    return sorted((Path(run_directory) / "eval").glob(f"{ckpt}-*.json"))
+
+
+def tracking_dir(run_directory: str | Path) -> Path:
+    """Where a run's TensorBoard event files go (``tracking: tensorboard``)."""
+    return Path(run_directory) / "tensorboard"
+
+
 def history_path(cfg: dict[str, Any], run: Run) -> str:
     return f"{run_dir(cfg, run)}/history.csv"
 
@@ -92,7 +108,8 @@ def transfer_eval_path(cfg: dict[str, Any], run: Run, ckpt: str, source: str, at
 
 def table_paths(cfg: dict[str, Any], experiment: str) -> dict[str, str]:
     base = f"{cfg['results_dir']}/tables/{experiment}"
-    return {"md": f"{base}.md", "csv": f"{base}.csv", "tex": f"{base}.tex"}
+    # .html: the .md rendered, so that the Snakemake report shows the table inline.
+    return {"md": f"{base}.md", "csv": f"{base}.csv", "tex": f"{base}.tex", "html": f"{base}.html"}
 
 
 def figure_path(cfg: dict[str, Any], experiment: str) -> str:

@@ -15,7 +15,7 @@ STAGE`` (and so Snakemake and DVC) calls exactly these.
 | sanity              | :func:`sanity`         | checkpoint, sanity spec       | one JSON                      |
 | craft_transfer      | :func:`craft_transfer` | source checkpoint, spec       | transfer set (.pt)            |
 | evaluate_transfer   | :func:`evaluate_transfer` | checkpoint, transfer sets  | one JSON per set              |
-| tables              | :func:`tables`         | result JSON / history, spec   | table .md/.csv/.tex           |
+| tables              | :func:`tables`         | result JSON / history, spec   | table .md/.csv/.tex/.html     |
 | figures             | :func:`figures`        | history / result JSON, spec   | one PNG                       |
 """
 
@@ -24,7 +24,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from soften.io import save_json, save_npz
+from soften.io import save_json, save_npz, save_text
 
 
 def fetch(entry: dict[str, Any], out: str | Path, download_dir: str | Path | None = None) -> dict[str, Any]:
@@ -135,10 +135,13 @@ def evaluate_transfer(checkpoints: Sequence[str | Path], crafted: Sequence[str |
 
 
 def tables(inputs: Sequence[str | Path], spec: dict[str, Any], out_md: str | Path) -> str:
-    """One experiment's table (.md, and .csv/.tex beside it) from its result files."""
+    """One experiment's table (.md, and .csv/.tex/.html beside it) from its result files."""
+    from soften.table_html import markdown_page
     from soften.tables import make_table
 
-    return make_table(inputs, spec, out_md)
+    md = make_table(inputs, spec, out_md)
+    save_text(markdown_page(md, spec.get("title") or spec["name"]), Path(out_md).with_suffix(".html"))
+    return md
 
 
 def figures(inputs: Sequence[str | Path], spec: dict[str, Any], out: str | Path) -> Path:

@@ -2,7 +2,19 @@
 # from soften.layout; specs from soften.config (the same code the CLI and DVC use).
 import json
 import os
+import shlex
+import sys
 from pathlib import Path
+
+# The workflow runs its own source tree: Snakemake imports soften from it here, and
+# every job's shell puts it first on PYTHONPATH. So a job runs this checkout's code
+# whether it runs in the project's venv, on a cluster node, or in the conda env of
+# envs/soften.yaml under `--sdm conda` (which installs the dependencies, not soften:
+# Snakemake builds that env from a copy of the file, where no path to the source resolves).
+SRC = str(Path(workflow.basedir).parent / "src")
+sys.path.insert(0, SRC)
+# (Snakemake formats the prefix like a shell command: {{ }} stands for a literal brace.)
+shell.prefix(f"export PYTHONPATH={shlex.quote(SRC)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 
 import soften.config as sc
 from soften import layout as L
@@ -79,5 +91,5 @@ def experiment_outputs(name):
 
 
 # Every rule's software environment: used only with --sdm conda (the default route
-# is the project's virtual environment, on PATH).
+# is the project's virtual environment, on PATH). soften itself comes from SRC above.
 CONDA_ENV = "../envs/soften.yaml"

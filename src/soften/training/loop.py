@@ -46,6 +46,7 @@ from soften.labels import Batch, Setup, build_refiner
 from soften.models import build_model
 from soften.models.checkpoint import model_checkpoint, rng_state, set_rng_state
 from soften.training.extras import build_extra
+from soften.training.tracking import open_tracker
 from soften.training.methods import method_params, parse_method
 from soften.training.objectives import build_objective
 
@@ -244,6 +245,7 @@ def train(spec: dict[str, Any], out_dir: str | Path, *, stop_after_epoch: int | 
         """The training images in order, unaugmented (SWA's BatchNorm re-estimation)."""
         return (x for x, _ in train_data.batches(batch_size))
 
+    tracker = open_tracker(spec.get("tracking", "none"), out, history)
     for epoch in range(start_epoch, tr["epochs"] + 1):
         t0 = time.time()
         gen = torch.Generator().manual_seed(spec["seed"] * 1_000_003 + epoch)
@@ -306,12 +308,15 @@ def train(spec: dict[str, Any], out_dir: str | Path, *, stop_after_epoch: int | 
             "rng": rng_state(), "epoch": epoch, "history": history, "best": best, "spec": spec,
         }, last_path)
         save_text(history_csv(history), out / "history.csv")
+        tracker.log_epoch(row)
         log.info("epoch %d: loss %.4f val clean %.4f robust %.4f (%.1fs)", epoch, row["train_loss"], val_clean, val_robust, row["seconds"])
         if stop_after_epoch is not None and epoch >= stop_after_epoch and epoch < tr["epochs"]:
+            tracker.close()
             return history
 
     save_torch(model_checkpoint(eval_model().state_dict(), spec=spec, model_args=model_args, epoch=tr["epochs"],
                                 metrics=history[-1] if history else {}), out / "final.pt")
+    tracker.close()
     save_json({"best_epoch": best["epoch"], "best_val_score": best["val_robust_acc"],
                "final": history[-1] if history else {}}, out / "train_summary.json")
     return history
