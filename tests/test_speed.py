@@ -133,3 +133,39 @@ def test_inductor_compiles_one_pgd_at_step_of_the_digits_cnn():
     assert math.isfinite(loss) and loss == pytest.approx(eager_loss, rel=1e-4)
     for a, b in zip(w, eager_w):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["cnn", "preactresnet18"])
+def test_fast_extra_forward_and_ema_are_bit_identical_to_the_plain_computation(arch):
+    """SGLR's clean forward (clean_bn 'batch') and the EMA teacher's update take faster paths;
+    their results must equal the straightforward computation exactly."""
+    import copy
+
+    from soften.attacks import model_mode
+    from soften.models import build_model
+    from soften.models.averaging import EMA
+    from soften.models.bn import clean_forward
+
+    torch.manual_seed(0)
+    model = build_model(arch, num_classes=10, in_channels=3, mean=[0.5] * 3, std=[0.25] * 3).train()
+    x = torch.rand(4, 3, 16, 16)
+    model(x)  # running statistics away from their initial values
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    # Reference: a train-mode forward on a deep copy (batch statistics; the original is untouched).
+    with torch.no_grad():
+        expected = copy.deepcopy(model)(x).float()
+    assert torch.equal(clean_forward(model, x, "batch"), expected)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # running stats untouched
+
+    ema, reference = EMA(model, 0.9), copy.deepcopy(model).eval()
+    for _ in range(3):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.01 * torch.randn_like(p))
+        model(x)
+        ema.update(model)
+        with torch.no_grad():  # decay * avg + (1 - decay) * new, tensor by tensor; integers copied
+            for (name, avg), new in zip(reference.state_dict().items(), model.state_dict().values()):
+                avg.lerp_(new, 0.1) if avg.is_floating_point() else avg.copy_(new)
+    for (name, a), b in zip(ema.module.state_dict().items(), reference.state_dict().values()):
+        assert torch.equal(a, b), name
