@@ -129,3 +129,14 @@ def test_bench_quick_writes_json_and_table_that_plan_reads(repo, tmp_path, subpr
                           cwd=repo, env=subprocess_env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "measured: " + data["machine"]["device_name"] in proc.stdout and "| tab2 | 8 | " in proc.stdout
+
+
+@pytest.mark.slow
+def test_jobs_sharing_a_device_run_concurrently_and_report(subprocess_env, monkeypatch):
+    """The jobs-per-GPU machinery (workers, start barrier, aggregate throughput), on CPU with the small CNN."""
+    from soften.bench import bench_jobs_per_gpu
+
+    monkeypatch.setenv("PYTHONPATH", subprocess_env["PYTHONPATH"])
+    rows = bench_jobs_per_gpu({"job_steps": 2, "batch": 4}, counts=(1, 2), device="cpu", arch="cnn")
+    assert [r["jobs"] for r in rows] == [1, 2]
+    assert rows[0]["gain"] == 1.0 and all(r["images_per_s"] > 0 and r["devices"] == ["cpu"] for r in rows)

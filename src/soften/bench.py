@@ -303,10 +303,12 @@ def _resolve_gpu(slots: int) -> str:
         return devices.resolve_device("cuda")
 
 
-def worker(steps: int, slots: int, batch: int, go_file: str) -> None:
+def worker(steps: int, slots: int, batch: int, go_file: str, device: str = "cuda", arch: str = "resnet18") -> None:
     """One job of the jobs-per-GPU measurement: warm up, wait for the start signal, time ``steps`` steps."""
-    device = torch.device(_resolve_gpu(slots))
-    step = make_step("pgd-at", "resnet18", batch, device)
+    device = torch.device(_resolve_gpu(slots) if device == "cuda" else device)
+    if device.type == "cpu":
+        torch.set_num_threads(1)
+    step = make_step("pgd-at", arch, batch, device)
     for _ in range(3):
         step()
     _sync(device)
@@ -317,21 +319,28 @@ def worker(steps: int, slots: int, batch: int, go_file: str) -> None:
     print(json.dumps({"device": str(device), "seconds": t, "images": steps * batch}), flush=True)
 
 
-def bench_jobs_per_gpu(sizes, counts=(1, 2, 4)) -> list[dict[str, Any]]:
+def bench_jobs_per_gpu(sizes, counts=(1, 2, 4), device: str = "cuda", arch: str = "resnet18") -> list[dict[str, Any]]:
+    """Aggregate throughput of 1, 2, 4 concurrent training processes (``device='cpu'``: the same machinery, for tests)."""
     out = []
     for n in counts:
         with tempfile.TemporaryDirectory() as tmp:
             go = Path(tmp) / "go"
             env = {**os.environ, "SOFTEN_GPU_LOCK_DIR": tmp}
-            cmd = [sys.executable, "-m", "soften.bench", "--worker", str(sizes["job_steps"]), str(n), str(sizes["batch"]), str(go)]
+            cmd = [sys.executable, "-m", "soften.bench", "--worker", str(sizes["job_steps"]), str(n), str(sizes["batch"]),
+                   str(go), device, arch]
             procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env) for _ in range(n)]
-            for p in procs:
-                if p.stdout.readline().strip() != "ready":
-                    raise RuntimeError("a jobs-per-GPU worker failed to start")
-            go.touch()
-            reports = [json.loads(p.stdout.readline()) for p in procs]
-            for p in procs:
-                p.wait()
+            try:
+                for p in procs:
+                    if p.stdout.readline().strip() != "ready":
+                        raise RuntimeError(f"a jobs-per-GPU worker failed to start (exit code {p.poll()})")
+                go.touch()
+                reports = [json.loads(p.stdout.readline()) for p in procs]
+                for p in procs:
+                    p.wait(timeout=600)
+            finally:
+                for p in procs:  # a failed worker must not leave the others waiting for the start signal
+                    if p.poll() is None:
+                        p.kill()
         wall = max(r["seconds"] for r in reports)
         images = sum(r["images"] for r in reports)
         out.append({"jobs": n, "images_per_s": images / wall, "devices": sorted({r["device"] for r in reports})})
@@ -481,5 +490,5 @@ def write(result: dict[str, Any], out_dir: str | Path) -> tuple[Path, Path]:
     return js, md
 
 
-if __name__ == "__main__" and len(sys.argv) == 6 and sys.argv[1] == "--worker":
-    worker(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
+if __name__ == "__main__" and len(sys.argv) == 8 and sys.argv[1] == "--worker":
+    worker(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6], sys.argv[7])
