@@ -9,7 +9,7 @@ shows as a ratio above ~1.05. Also per-method step cost over PGD-AT
 (soften.bench.bench_overheads) for the same shapes.
 
 Plain loop: ``torchattacks.PGD(model, eps, alpha, steps, random_start=True)`` in
-train mode, then ``F.cross_entropy(model(x_adv), y)``, backward, SGD step: what
+train mode (``set_model_training_mode(True, True)``; torchattacks' default is eval mode), then ``F.cross_entropy(model(x_adv), y)``, backward, SGD step: what
 a researcher would write without soften. soften: soften.training.loop.train_step
 with the pgd-at objective, hard-label refiner, as the training loop runs it.
 """
@@ -40,12 +40,14 @@ def plain_step(arch, shape, batch, threat, device):
     model = _model(arch, device, in_channels=shape[0])
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     attack = torchattacks.PGD(model, eps=threat["eps"], alpha=threat["alpha"], steps=threat["steps"], random_start=True)
+    # torchattacks attacks in eval mode unless told otherwise; soften's default (attack_bn_mode: train)
+    # attacks in train mode, BatchNorm included, which costs more on CPU: compare like with like.
+    attack.set_model_training_mode(model_training=True, batchnorm_training=True)
     x = torch.rand(batch, *shape, device=device)
     y = torch.randint(0, 10, (batch,), device=device)
     model.train()
 
     def step():
-        model.train()  # torchattacks restores the mode it found; attack in train mode as soften's default
         x_adv = attack(x, y)
         loss = F.cross_entropy(model(x_adv), y)
         opt.zero_grad(set_to_none=True)

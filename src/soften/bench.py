@@ -70,7 +70,7 @@ SIZES = {
     "cuda": {"arch": "preactresnet18", "batch": 128, "repeats": 20, "warmup": 5, "rounds": 10, "cnn_rounds": 0,
              "wrn_batch": 128, "wrn_repeats": 5, "monitor_images": 1000, "eval_batch": 1024,
              "aa_images": 500, "aa_budget_scale": 1.0, "job_steps": 30},
-    "cpu": {"arch": "preactresnet18", "batch": 8, "repeats": 3, "warmup": 1, "rounds": 4, "cnn_rounds": 30,
+    "cpu": {"arch": "preactresnet18", "batch": 8, "repeats": 3, "warmup": 1, "rounds": 6, "cnn_rounds": 30,
             "wrn_batch": 2, "wrn_repeats": 1, "monitor_images": 16, "eval_batch": 16,
             "aa_images": 4, "aa_budget_scale": 0.05, "job_steps": 0},
     "quick": {"arch": "cnn", "batch": 4, "repeats": 1, "warmup": 1, "rounds": 2, "cnn_rounds": 2,
@@ -137,21 +137,24 @@ def _model(arch: str, device: torch.device, num_classes: int = 10, in_channels: 
 
 
 def make_step(method: str, arch: str, batch: int, device: torch.device, *, amp: str = "auto",
-              shape: tuple[int, int, int] = (3, 32, 32), seed: int = 0, threat: dict[str, Any] = THREAT) -> Callable[[], None]:
+              shape: tuple[int, int, int] = (3, 32, 32), seed: int = 0, threat: dict[str, Any] = THREAT,
+              options: dict[str, Any] | None = None) -> Callable[[], None]:
     """A closure running one training step of ``method`` exactly as the loop does, on a fixed synthetic batch."""
     from soften.labels import Batch, Setup, build_refiner
     from soften.training.extras import build_extra
     from soften.training.loop import train_step
     from soften.training.methods import method_params, parse_method
     from soften.training.objectives import build_objective
-    from soften.training.speed import autocast_context, optimizer_options
+    from soften.training.speed import autocast_context, optimizer_options, prepare_model
 
     torch.manual_seed(seed)
     spec = parse_method(method)
     params = method_params(method, {})
-    model = _model(arch, device, in_channels=shape[0])
+    options = {"optimizer_kernel": "auto", **(options or {})}
+    amp = options.get("amp", amp)
+    model = prepare_model(_model(arch, device, in_channels=shape[0]), options)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4,
-                                **optimizer_options(device, {"optimizer_kernel": "auto"}))
+                                **optimizer_options(device, options))
     objective = build_objective(spec.objective, params[spec.objective], threat, True)
     refiner = build_refiner(spec.refiner, params[spec.refiner],
                             Setup(num_samples=batch, num_classes=10, model=model, device=device))
@@ -206,6 +209,31 @@ def bench_overheads(device, *, arch: str, batch: int, rounds: int, warmup: int =
     return {"arch": arch, "input": list(shape), "batch": batch, "rounds": rounds,
             "methods": {m: {"step_s": statistics.median(t),
                             "ratio": statistics.median(a / b for a, b in zip(t, base))} for m, t in times.items()}}
+
+
+def bench_options(device, *, arch: str, batch: int, rounds: int, warmup: int = 1, shape=(3, 32, 32),
+                  threat=THREAT) -> dict[str, Any]:
+    """The speed options (soften.training.speed) against the device's default step, round-robin:
+    median per-round ratio (< 1: faster). On CUDA the default is bf16 autocast; on CPU fp32."""
+    if device.type == "cuda":
+        variants = {"default (bf16)": {}, "fp32": {"amp": "off"}, "channels_last": {"channels_last": True},
+                    "compile": {"compile": True}, "channels_last+compile": {"channels_last": True, "compile": True}}
+    else:
+        variants = {"default (fp32)": {}, "bf16": {"amp": "bf16"}, "channels_last": {"channels_last": True},
+                    "bf16+channels_last": {"amp": "bf16", "channels_last": True}}
+    steps = {name: make_step("pgd-at", arch, batch, device, options=opts, shape=shape, threat=threat)
+             for name, opts in variants.items()}
+    for fn in steps.values():
+        for _ in range(warmup + (3 if device.type == "cuda" else 0)):  # compiled variants compile here
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(rounds):
+        for name, fn in steps.items():
+            times[name].append(timed(fn, device))
+    base = times[next(iter(steps))]
+    return {"arch": arch, "input": list(shape), "batch": batch, "rounds": rounds,
+            "variants": {name: {"options": variants[name], "step_s": statistics.median(t),
+                                "ratio": statistics.median(a / b for a, b in zip(t, base))} for name, t in times.items()}}
 
 
 def bench_monitoring(device, sizes, arch: str) -> dict[str, Any]:
@@ -416,6 +444,11 @@ def run_suite(*, device: str = "auto", quick: bool = False, threads: int | None 
         result["overheads_digits_cnn"] = bench_overheads(dev, arch="cnn", batch=DIGITS["batch"], rounds=sizes["cnn_rounds"],
                                                          warmup=2, shape=DIGITS["shape"], threat=DIGITS["threat"])
         log("  digits CNN overheads done")
+    result["options"] = bench_options(dev, arch=arch, batch=sizes["batch"], rounds=sizes["rounds"], warmup=sizes["warmup"])
+    if sizes["cnn_rounds"]:
+        result["options_digits_cnn"] = bench_options(dev, arch="cnn", batch=DIGITS["batch"], rounds=sizes["cnn_rounds"],
+                                                     shape=DIGITS["shape"], threat=DIGITS["threat"])
+    log("  speed options done")
     if sizes["wrn_batch"]:
         s = median_time(make_step("pgd-at", "wrn34-10", sizes["wrn_batch"], dev), dev, sizes["wrn_repeats"], 1)
         result["wrn"] = {"arch": "wrn34-10", "amp": "auto", **step_figures(s, sizes["wrn_batch"])}
@@ -435,8 +468,12 @@ def run_suite(*, device: str = "auto", quick: bool = False, threads: int | None 
     return result
 
 
-#: The real run on CPU: one epoch of config/cifar10-mini.yaml (the file says 30; a GPU runs them all).
-CPU_MINI_OVERRIDES: dict[str, Any] = {"datasets": {"cifar10-mini": {"training": {"epochs": 1, "lr_milestones": []}}}}
+#: The real run on CPU: one epoch of config/cifar10-mini.yaml (the file says 30; a GPU runs them all),
+#: evaluated on the first 500 test images (AutoAttack: 100).
+CPU_MINI_OVERRIDES: dict[str, Any] = {
+    "datasets": {"cifar10-mini": {"training": {"epochs": 1, "lr_milestones": []}}},
+    "evaluation": {"n_examples": 500, "attacks": {"aa": {"n_examples": 100}}},  # of 2,000 and 500
+}
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -457,6 +494,11 @@ def markdown(result: dict[str, Any]) -> str:
                 shape = "x".join(map(str, ov["input"]))
                 lines.append(f"| {method} / PGD-AT step ({ov['arch']} {shape}, batch {ov['batch']}, {ov['rounds']} rounds) | "
                              f"{r['ratio']:.3f} ({(r['ratio'] - 1) * 100:+.1f}%) |")
+    for key in ("options", "options_digits_cnn"):
+        op = result.get(key)
+        for name, r in list(op["variants"].items())[1:] if op else ():
+            lines.append(f"| PGD-AT step with {name} / {next(iter(op['variants']))} ({op['arch']}, batch {op['batch']}) | "
+                         f"{r['ratio']:.3f} |")
     if "wrn" in result:
         w = result["wrn"]
         lines.append(f"| PGD-AT step WRN-34-10 batch {w['batch']} | {w['step_s'] * 1e3:.1f} ms = {w['s_per_epoch']:.1f} s per epoch |")
