@@ -2,8 +2,8 @@
 
     python benchmarks/vs_torchattacks.py [--threads 1 2] [--rounds 15] [--out benchmarks/results/vs_torchattacks.json]
 
-Side by side in one process, round-robin (soften, plain, soften, plain, ...), so
-both see the same CPU contention; the figure is the median of the per-round
+Side by side in one process, round-robin (soften, plain, plain, soften, ...), so
+both see the same CPU contention and neither always goes first; the figure is the median of the per-round
 ratios soften / plain (> 1: soften slower). A regression of soften's hot path
 shows as a ratio above ~1.05. Also per-method step cost over PGD-AT
 (soften.bench.bench_overheads) for the same shapes.
@@ -79,9 +79,13 @@ def side_by_side(a, b, device, rounds, warmup=2):
     for _ in range(warmup):
         a(), b()
     ta, tb = [], []
-    for _ in range(rounds):
-        ta.append(timed(a, device))
-        tb.append(timed(b, device))
+    for r in range(rounds):  # alternate which goes first (ABBA...), so order effects cancel
+        if r % 2:
+            tb.append(timed(b, device))
+            ta.append(timed(a, device))
+        else:
+            ta.append(timed(a, device))
+            tb.append(timed(b, device))
     return {"soften_s": statistics.median(ta), "plain_s": statistics.median(tb),
             "ratio": statistics.median(x / y for x, y in zip(ta, tb)), "rounds": rounds}
 

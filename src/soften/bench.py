@@ -190,6 +190,16 @@ def bench_pgd_at(device, sizes, archs=("preactresnet18", "resnet18")) -> list[di
     return out
 
 
+def _round_robin(steps: dict[str, Callable[[], None]], rounds: int, device) -> dict[str, list[float]]:
+    """Time every step once per round, the order rotating each round so that no step always runs first."""
+    names = list(steps)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            times[name].append(timed(steps[name], device))
+    return times
+
+
 #: The digits demo's shape and threat (config/config.yaml): the second, cheap overhead measurement.
 DIGITS = {"shape": (1, 8, 8), "batch": 64, "threat": {"eps": 0.1, "alpha": 0.025, "steps": 10}}
 
@@ -201,10 +211,7 @@ def bench_overheads(device, *, arch: str, batch: int, rounds: int, warmup: int =
     for fn in steps.values():
         for _ in range(warmup):
             fn()
-    times: dict[str, list[float]] = {m: [] for m in methods}
-    for _ in range(rounds):
-        for m, fn in steps.items():
-            times[m].append(timed(fn, device))
+    times = _round_robin(steps, rounds, device)
     base = times["pgd-at"]
     return {"arch": arch, "input": list(shape), "batch": batch, "rounds": rounds,
             "methods": {m: {"step_s": statistics.median(t),
@@ -226,10 +233,7 @@ def bench_options(device, *, arch: str, batch: int, rounds: int, warmup: int = 1
     for fn in steps.values():
         for _ in range(warmup + (3 if device.type == "cuda" else 0)):  # compiled variants compile here
             fn()
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(rounds):
-        for name, fn in steps.items():
-            times[name].append(timed(fn, device))
+    times = _round_robin(steps, rounds, device)
     base = times[next(iter(steps))]
     return {"arch": arch, "input": list(shape), "batch": batch, "rounds": rounds,
             "variants": {name: {"options": variants[name], "step_s": statistics.median(t),
