@@ -78,6 +78,13 @@ def test_plan_skips_what_exists(tiny):
     assert row.new == ["cifar10/none/resnet18/pgd-at+sglr/seed0"]
 
 
+def test_a_broken_benchmark_file_is_named(tmp_path):
+    bad = tmp_path / "bench.json"
+    bad.write_text('{"pgd_at": [')
+    with pytest.raises(ValueError, match="bench.json is not a soften bench result"):
+        load_figures(bad)
+
+
 def test_without_a_benchmark_the_reference_is_used_and_labelled(tmp_path):
     figures = load_figures(None, device_name="No Such GPU", results_dir=tmp_path)
     assert "ADR Tab. 6" in figures.label and "assumption" in figures.label

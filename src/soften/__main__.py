@@ -199,6 +199,8 @@ def cmd_bench(args):
 def cmd_plan(args):
     from soften import plan
 
+    if not _configfiles(args):
+        raise ConfigError("give --configfile FILE (an experiment file, e.g. config/sglr.yaml)")
     cfg = _load(args)
     estimate = plan.plan(cfg, plan.load_figures(args.bench, args.device_name))
     print(plan.render(estimate, wide=args.runs), end="")

@@ -101,7 +101,14 @@ class Figures:
 
 
 def _from_bench(path: Path) -> Figures:
-    data = json.loads(path.read_text())
+    try:
+        return _figures(json.loads(path.read_text()), path)
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise ValueError(f"benchmark file {path} is not a soften bench result ({type(err).__name__}: {err}); "
+                         "write it again with: python -m soften bench") from None
+
+
+def _figures(data: dict[str, Any], path: Path) -> Figures:
     rows = data["pgd_at"]
     gpu = data["machine"]["device"].startswith("cuda")
     preferred = "auto" if gpu else "off"
