@@ -81,7 +81,9 @@ def test_sgd_kernels_agree_with_the_per_parameter_loop(tiny_spec, tmp_path, kern
     _train(_spec(tiny_spec, optimizer_kernel="loop"), tmp_path / "loop")
     _train(_spec(tiny_spec, optimizer_kernel=kernel), tmp_path / kernel)
     a = load_torch(tmp_path / "loop" / "last.pt")["model"]
-    b = load_torch(tmp_path / kernel / "last.pt")["model"]
+    state = load_torch(tmp_path / kernel / "last.pt")
+    assert state["optimizer"]["param_groups"][0][kernel] is True  # the kernel really was used
+    b = state["model"]
     for k in a:
         torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-5, msg=k)
 
