@@ -101,6 +101,12 @@ def main():
     args = p.parse_args()
     device = torch.device(args.device)
     result = {"machine": machine(device), "rows": [], "overheads": []}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save():  # after every measurement, so an interrupted run keeps what it measured
+        out.write_text(json.dumps(result, indent=2) + "\n")
+
     for threads in args.threads:
         torch.set_num_threads(threads)
         for name in args.shapes:
@@ -111,17 +117,17 @@ def main():
             evaluation = side_by_side(*eval_pair(arch, shape, batch, threat, device), device, rounds)
             row = {"threads": threads, "shape": name, "batch": batch, "train_step": train, "pgd20_eval": evaluation}
             result["rows"].append(row)
+            save()
             print(f"{threads} thread(s) {name:>15} b{batch}: PGD-AT step soften/plain {train['ratio']:.3f} "
                   f"({train['soften_s'] * 1e3:.1f} vs {train['plain_s'] * 1e3:.1f} ms), "
                   f"PGD-20 eval soften/torchattacks {evaluation['ratio']:.3f}", flush=True)
             if not args.no_overheads:
                 ov = bench_overheads(device, arch=arch, batch=batch, rounds=rounds, shape=shape, threat=threat)
                 result["overheads"].append({"threads": threads, "shape": name, **ov})
+                save()
                 print("   " + ", ".join(f"{m} {r['ratio']:.3f}" for m, r in ov["methods"].items() if m != "pgd-at"),
                       flush=True)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    save()
     print(f"wrote {out}")
 
 
