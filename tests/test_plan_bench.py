@@ -147,3 +147,17 @@ def test_jobs_sharing_a_device_run_concurrently_and_report(subprocess_env, monke
     rows = bench_jobs_per_gpu({"job_steps": 2, "batch": 4}, counts=(1, 2), device="cpu", arch="cnn")
     assert [r["jobs"] for r in rows] == [1, 2]
     assert rows[0]["gain"] == 1.0 and all(r["images_per_s"] > 0 and r["devices"] == ["cpu"] for r in rows)
+
+
+def test_an_interrupted_bench_still_writes_what_it_measured(tmp_path):
+    from soften.bench import write
+
+    partial = {"machine": {"device": "cpu", "device_name": "Some CPU", "device_slug": "some-cpu", "torch": "x",
+                           "cuda": None, "cudnn": None, "cpu_threads": 1},
+               "mode": "cpu", "started": "now", "complete": False,
+               "pgd_at": [{"arch": "resnet18", "amp": "off", "batch": 8, "step_s": 2.0, "s_per_epoch": 12500.0}]}
+    js, md = write(partial, tmp_path)
+    assert json.loads(js.read_text())["complete"] is False
+    text = md.read_text()
+    assert "2000.0 ms = 12500.0 s per 50k-image epoch" in text and "Incomplete" in text
+    assert load_figures(js).s_per_epoch == {"resnet18": 12500.0}

@@ -190,7 +190,8 @@ def cmd_bench(args):
     result = bench.run_suite(device=args.device or "auto", quick=args.quick, threads=args.threads,
                              mini_config=None if args.no_mini else args.mini_config,
                              mini_overrides=_overrides(args) or None,
-                             log=lambda line: print(line, file=sys.stderr, flush=True))
+                             log=lambda line: print(line, file=sys.stderr, flush=True),
+                             checkpoint=lambda partial: bench.write(partial, args.out))
     js, md = bench.write(result, args.out)
     print(md.read_text(), end="")
     print(f"wrote {js} and {md}", file=sys.stderr)

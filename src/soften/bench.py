@@ -426,7 +426,10 @@ def bench_mini(configfile: str, overrides: dict[str, Any], device: torch.device,
 
 def run_suite(*, device: str = "auto", quick: bool = False, threads: int | None = None,
               mini_config: str | None = "config/cifar10-mini.yaml", mini_overrides: dict[str, Any] | None = None,
-              log: Callable[[str], None] = print) -> dict[str, Any]:
+              log: Callable[[str], None] = print,
+              checkpoint: Callable[[dict[str, Any]], Any] | None = None) -> dict[str, Any]:
+    """The whole suite; ``checkpoint(result)`` is called after every part (the CLI writes the
+    files then, so an interrupted run keeps what it measured; ``complete`` says whether it ended)."""
     from soften.devices import resolve_device
 
     dev = torch.device(resolve_device(device))
@@ -436,39 +439,47 @@ def run_suite(*, device: str = "auto", quick: bool = False, threads: int | None 
     sizes = SIZES["cuda" if mode == "cuda" else mode]
     result: dict[str, Any] = {"machine": machine(dev), "mode": mode, "sizes": sizes, "threat": THREAT,
                               "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    result["complete"] = False
     log(f"bench on {result['machine']['device_name']} ({dev}), torch {torch.__version__}, mode {mode}")
+
+    def done(part: str) -> None:
+        log(f"  {part} done")
+        if checkpoint is not None:
+            checkpoint(result)
+
     arch = sizes["arch"]
     result["pgd_at"] = bench_pgd_at(dev, sizes, (arch,) if arch == "cnn" else (arch, "resnet18"))
-    log("  PGD-AT steps done")
+    done("PGD-AT steps")
     result["monitoring"] = bench_monitoring(dev, sizes, arch)
     result["overheads"] = bench_overheads(dev, arch=arch, batch=sizes["batch"], rounds=sizes["rounds"],
                                           warmup=sizes["warmup"])
-    log("  method overheads done")
+    done("method overheads")
     if sizes["cnn_rounds"]:
         result["overheads_digits_cnn"] = bench_overheads(dev, arch="cnn", batch=DIGITS["batch"], rounds=sizes["cnn_rounds"],
                                                          warmup=2, shape=DIGITS["shape"], threat=DIGITS["threat"])
-        log("  digits CNN overheads done")
+        done("digits CNN overheads")
     result["options"] = bench_options(dev, arch=arch, batch=sizes["batch"], rounds=sizes["rounds"], warmup=sizes["warmup"])
     if sizes["cnn_rounds"]:
         result["options_digits_cnn"] = bench_options(dev, arch="cnn", batch=DIGITS["batch"], rounds=sizes["cnn_rounds"],
                                                      shape=DIGITS["shape"], threat=DIGITS["threat"])
-    log("  speed options done")
+    done("speed options")
     if sizes["wrn_batch"]:
         s = median_time(make_step("pgd-at", "wrn34-10", sizes["wrn_batch"], dev), dev, sizes["wrn_repeats"], 1)
         result["wrn"] = {"arch": "wrn34-10", "amp": "auto", **step_figures(s, sizes["wrn_batch"])}
-        log("  WRN-34-10 done")
+        done("WRN-34-10")
     result["autoattack"] = bench_autoattack(dev, sizes)
-    log("  AutoAttack done")
+    done("AutoAttack")
     if dev.type == "cuda" and sizes["job_steps"]:
         result["jobs_per_gpu"] = bench_jobs_per_gpu(sizes)
-        log("  jobs per GPU done")
+        done("jobs per GPU")
     if mini_config:
         overrides = dict(mini_overrides or {})
         if dev.type == "cpu" and not overrides:
             overrides = {"scale": "smoke"} if quick else CPU_MINI_OVERRIDES
         result["mini"] = bench_mini(mini_config, overrides, dev, torch.get_num_threads())
-        log("  mini run done")
+        done("mini run")
     result["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    result["complete"] = True
     return result
 
 
@@ -489,8 +500,9 @@ def markdown(result: dict[str, Any]) -> str:
     for r in result["pgd_at"]:
         lines.append(f"| PGD-AT step {r['arch']} batch {r['batch']} amp {r['amp']} | {r['step_s'] * 1e3:.1f} ms "
                      f"= {r['s_per_epoch']:.1f} s per 50k-image epoch (training only) |")
-    mon = result["monitoring"]
-    lines.append(f"| per-epoch monitoring ({mon['monitored_images']} images, PGD-10, fp32) | {mon['s_per_epoch']:.1f} s |")
+    mon = result.get("monitoring")
+    if mon:
+        lines.append(f"| per-epoch monitoring ({mon['monitored_images']} images, PGD-10, fp32) | {mon['s_per_epoch']:.1f} s |")
     for key in ("overheads", "overheads_digits_cnn"):
         ov = result.get(key)
         for method, r in (ov["methods"].items() if ov else ()):
@@ -506,9 +518,10 @@ def markdown(result: dict[str, Any]) -> str:
     if "wrn" in result:
         w = result["wrn"]
         lines.append(f"| PGD-AT step WRN-34-10 batch {w['batch']} | {w['step_s'] * 1e3:.1f} ms = {w['s_per_epoch']:.1f} s per epoch |")
-    aa = result["autoattack"]
-    lines.append(f"| AutoAttack standard, 10k images, fp32, batch {aa['batch_size']} | {aa['minutes_10k_upper_bound']:.1f} min "
-                 f"upper bound (all robust), {aa['minutes_10k_typical']:.1f} min typical robust ResNet-18 |")
+    aa = result.get("autoattack")
+    if aa:
+        lines.append(f"| AutoAttack standard, 10k images, fp32, batch {aa['batch_size']} | {aa['minutes_10k_upper_bound']:.1f} min "
+                     f"upper bound (all robust), {aa['minutes_10k_typical']:.1f} min typical robust ResNet-18 |")
     for r in result.get("jobs_per_gpu", []):
         lines.append(f"| ResNet-18 PGD-AT, {r['jobs']} job(s) per GPU | {r['images_per_s']:.0f} img/s ({r['gain']:.2f}x) |")
     if "mini" in result:
@@ -521,6 +534,8 @@ def markdown(result: dict[str, Any]) -> str:
                      "may share the cores; the ratios (overheads) are the robust part.")
     if result["mode"] == "quick":
         lines.append("Quick mode: tiny sizes for tests; these figures estimate nothing.")
+    if not result.get("complete", True):
+        lines.append("Incomplete: the run was interrupted (or is still running); the parts above are all it measured.")
     return "\n".join(lines) + "\n"
 
 
