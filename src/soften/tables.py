@@ -50,8 +50,9 @@ class Measurement:
     column: str
     value: float               # in table units (% or ECE)
     n: int | None
-    measure: dict[str, Any]    # what was measured, for matching the paper's column
+    measure: dict[str, Any]    # what the column measures as configured, for matching the paper's column
     run_spec: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)   # the attack as run (budget, eps), for comparability
 
 
 def _load_json(path: Path) -> dict[str, Any]:
@@ -72,19 +73,23 @@ def measurements(inputs: Iterable[str | Path], spec: dict[str, Any]) -> list[Mea
             out.append(Measurement(run["dataset"], "", run["arch"], run["method"], int(run["seed"]), "final",
                                    run["noise"], float(gap), None, {"noise": run["noise"]}, run["spec"]))
         return out
+    configured = spec.get("attack_configs") or {}
     for path in inputs:
         r = _load_json(Path(path))
         base = dict(dataset=r["dataset"], noise=r["noise"], arch=r["arch"], method=r["method"], seed=int(r["seed"]),
                     checkpoint=r["checkpoint"], run_spec=r.get("run_spec", {}))
         if kind == "accuracy":
-            out.append(Measurement(**base, column=r["attack"], value=100 * r["accuracy"], n=r["n"], measure=r["params"]))
+            out.append(Measurement(**base, column=r["attack"], value=100 * r["accuracy"], n=r["n"],
+                                   measure=configured.get(r["attack"], r["params"]), params=r["params"]))
         elif kind == "transfer":
             source = {"arch": r["source"]["arch"], "method": r["source"]["method"]}
             out.append(Measurement(**base, column=f"{r['source_name']} · {r['attack']}", value=100 * r["accuracy"],
-                                   n=r["n"], measure={**r["params"], "source": source}))
+                                   n=r["n"], measure={**configured.get(r["attack"], r["params"]), "source": source},
+                                   params=r["params"]))
         elif kind == "calibration":
             for name, res in r["inputs"].items():
-                out.append(Measurement(**base, column=name, value=res["ece"], n=r["n"], measure=res["params"]))
+                out.append(Measurement(**base, column=name, value=res["ece"], n=r["n"],
+                                       measure=configured.get(name, res["params"]), params=res["params"]))
     return out
 
 
@@ -313,7 +318,7 @@ def _compare(table: dict[str, Any], key: tuple, info: dict[str, Any], cells: dic
                 continue
             relevant = [m for m in sample if p in ("Diff", "value") or m.checkpoint == ckpt] or sample
             why = sorted({w for m in relevant for w in pubs.not_comparable(
-                table, dataset=key[0], run_spec=m.run_spec, n=m.n, params=m.measure if m.measure.get("kind") else None)})
+                table, dataset=key[0], run_spec=m.run_spec, n=m.n, params=m.params or None, configured=m.measure)})
             seeds_needed = table["setting"].get("seeds")
             cell = cells[(c, p)]
             if seeds_needed and cell.seeds < seeds_needed:
