@@ -41,6 +41,8 @@ EXAMPLES = {
     "tables": "python -m soften tables --configfile config/config.yaml --experiment main --out main.md",
     "figures": "python -m soften figures --configfile config/config.yaml --experiment main --out main.png",
     "export_robustbench": f"python -m soften export_robustbench {_RUN} --out export/pgd-at-digits",
+    "bench": "python -m soften bench --quick",
+    "plan": "python -m soften plan --configfile config/sglr.yaml",
     "show-config": "python -m soften show-config --configfile config/sglr.yaml --run cifar10/none/resnet18/pgd-at+sglr/seed0",
 }
 
@@ -219,6 +221,29 @@ def cmd_show_config(args):
                       experiment=args.experiment), end="")
 
 
+def cmd_bench(args):
+    from soften import bench
+
+    result = bench.run_suite(device=args.device or "auto", quick=args.quick, threads=args.threads,
+                             mini_config=None if args.no_mini else args.mini_config,
+                             mini_overrides=_overrides(args) or None,
+                             log=lambda line: print(line, file=sys.stderr, flush=True),
+                             checkpoint=lambda partial: bench.write(partial, args.out))
+    js, md = bench.write(result, args.out)
+    print(md.read_text(), end="")
+    print(f"wrote {js} and {md}", file=sys.stderr)
+
+
+def cmd_plan(args):
+    from soften import plan
+
+    if not _configfiles(args):
+        raise ConfigError("give --configfile FILE (an experiment file, e.g. config/sglr.yaml)")
+    cfg = _load(args)
+    estimate = plan.plan(cfg, plan.load_figures(args.bench, args.device_name))
+    print(plan.render(estimate, wide=args.runs), end="")
+
+
 def _add_config_args(s, required: bool = False):
     s.add_argument("--configfile", action="append", required=required, metavar="FILE",
                    help="experiment file (repeat to merge overlays, later files win), e.g. config/sglr.yaml")
@@ -344,6 +369,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--title", help="paper title for the card's 'name' field")
     s.add_argument("--authors", help="paper authors for the card")
     s.add_argument("--venue", help="paper venue for the card, e.g. 'CVPR 2024'")
+
+    s = _sub(sub, "bench", "measure training and evaluation cost on this machine (JSON + Markdown in benchmarks/results)",
+             cmd_bench)
+    s.add_argument("--quick", action="store_true", help="tiny sizes, seconds on CPU (tests); figures estimate nothing")
+    s.add_argument("--out", default="benchmarks/results", help="output folder (default benchmarks/results)")
+    s.add_argument("--mini-config", default="config/cifar10-mini.yaml",
+                   help="experiment file of the real short run (default config/cifar10-mini.yaml)")
+    s.add_argument("--no-mini", action="store_true", help="skip the real short run")
+    s.add_argument("--config", action="append", metavar="KEY=VALUE",
+                   help="override a key of the mini config (default on CPU: 1 epoch; with --quick: scale=smoke)")
+    _add_placement(s)
+
+    s = _sub(sub, "plan", "the runs an experiment file needs, which exist, and the GPU-hours left", cmd_plan)
+    _add_config_args(s)
+    s.add_argument("--bench", help="benchmark JSON to cost with (default: benchmarks/results/<this GPU>.json, "
+                   "else the documented reference figure)")
+    s.add_argument("--device-name", help="cost for this GPU's benchmark JSON in benchmarks/results (e.g. 'NVIDIA H100 80GB HBM3')")
+    s.add_argument("--runs", action="store_true", help="also list every run still to train")
 
     s = _sub(sub, "show-config", "print an experiment file fully resolved, or one run's spec, with where each value "
              "comes from", cmd_show_config, "show_config")

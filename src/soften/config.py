@@ -43,7 +43,10 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "lr_milestones": [100, 150],  # SGLR §4: /10 at epochs 100 and 150; ADR §5.1: at 50% and 75%
     "lr_gamma": 0.1,           # SGLR §4, ADR §5.1
     "attack_bn_mode": "train",  # reference code of Rice et al., ADR and AWP (docs/methods.md)
-    "amp": "auto",             # bf16 autocast when training on CUDA, off on CPU (evaluation is fp32)
+    "amp": "auto",             # bf16 autocast when training on CUDA, off on CPU (evaluation is fp32); soften.training.speed
+    "channels_last": False,    # NHWC weights and inputs (speed only; soften.training.speed)
+    "compile": False,          # torch.compile the model: true (inductor) or a backend name (speed only)
+    "optimizer_kernel": "auto",  # SGD kernel: fused on CUDA, PyTorch's default on CPU (speed only)
     "val_attack_steps": 10,    # ADR §5.1: PGD-10 on the validation set selects the best checkpoint
     "test_subset": 1000,       # test examples monitored per epoch, for the curves only (None = all)
     "eval_batch_size": 256,    # monitoring batch size (speed only)
@@ -55,6 +58,7 @@ TRAINING_SOURCES: dict[str, str] = {
     "lr_milestones": "SGLR §4", "lr_gamma": "SGLR §4, ADR §5.1", "attack_bn_mode": "reference code (docs/methods.md)",
     "amp": "soften (speed; evaluation is fp32)", "val_attack_steps": "ADR §5.1", "test_subset": "soften (curves only)",
     "eval_batch_size": "soften (speed)", "nan_check_every": "soften (speed)",
+    "channels_last": "soften (speed)", "compile": "soften (speed)", "optimizer_kernel": "soften (speed)",
 }
 
 #: The smoke scale: the same DAG on a handful of images. Two epochs, so that every

@@ -24,7 +24,6 @@ checkpointed.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import logging
@@ -49,6 +48,7 @@ from soften.training.extras import build_extra
 from soften.training.tracking import open_tracker
 from soften.training.methods import method_params, parse_method
 from soften.training.objectives import build_objective
+from soften.training.speed import autocast_context, optimizer_options, prepare_model
 
 log = logging.getLogger("soften.train")
 
@@ -60,14 +60,6 @@ HISTORY_COLUMNS = [
 
 class NonFiniteLossError(RuntimeError):
     pass
-
-
-def autocast_context(device: torch.device, amp: str):
-    """bf16 autocast on CUDA for training ('auto' or 'bf16'); fp16 on request; off on CPU."""
-    if device.type != "cuda" or amp == "off":
-        return contextlib.nullcontext()
-    dtype = torch.float16 if amp == "fp16" else torch.bfloat16
-    return torch.autocast("cuda", dtype=dtype)
 
 
 @torch.no_grad()
@@ -177,8 +169,9 @@ def train(spec: dict[str, Any], out_dir: str | Path, *, stop_after_epoch: int | 
     torch.manual_seed(spec["seed"])
     model = build_model(spec["arch"], num_classes=num_classes, in_channels=in_channels,
                         mean=arrays["mean"].tolist(), std=arrays["std"].tolist()).to(device)
+    prepare_model(model, tr)  # channels_last, compile (soften.training.speed)
     optimizer = torch.optim.SGD(model.parameters(), lr=tr["lr"], momentum=tr["momentum"],
-                                weight_decay=tr["weight_decay"], nesterov=tr["nesterov"])
+                                weight_decay=tr["weight_decay"], nesterov=tr["nesterov"], **optimizer_options(device, tr))
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=tr["lr_milestones"], gamma=tr["lr_gamma"])
 
     # Specs from resolve_run carry every component's resolved hyperparameters;
