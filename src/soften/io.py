@@ -28,6 +28,7 @@ import torch
 
 from soften.errors import CorruptFileError, WriteError
 
+FOREIGN_PICKLE = "Python pickle of objects other than tensors and plain containers, which soften never writes and will not load"
 #: Temporaries are named ``.<final name>.<random>.tmp`` (see :func:`atomic_path`).
 TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]+\.tmp$")
 
@@ -89,17 +90,48 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
     return stale
 
 
+class _WriteRecorder:
+    """The file ``torch.save`` writes through, remembering the OSError a write raised:
+    PyTorch's writer reports it as an opaque "[enforce fail at inline_container.cc]"."""
+
+    def __init__(self, fh):
+        self._fh, self.error = fh, None
+
+    def write(self, data) -> int:
+        try:
+            return self._fh.write(data)
+        except OSError as err:
+            self.error = self.error or err
+            raise
+
+    def flush(self) -> None:
+        self._fh.flush()
+
+
 def save_torch(obj: Any, path: str | os.PathLike) -> None:
-    # Through a Python file object, so that a full disk raises OSError(ENOSPC) rather than
-    # PyTorch's "[enforce fail at inline_container.cc]".
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        torch.save(obj, fh)
+        out = _WriteRecorder(fh)
+        try:
+            torch.save(obj, out)
+        except RuntimeError:
+            if out.error is None:
+                raise
+            raise out.error from None  # e.g. ENOSPC: atomic_path names the file
 
 
 def load_torch(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
     """Load a file soften wrote with ``torch.save``, with ``weights_only=True`` (no
     arbitrary unpickling). An unreadable file raises ``CorruptFileError`` naming it."""
     path = Path(path)
+    with open(path, "rb") as fh:  # a missing file raises FileNotFoundError, which names it
+        magic = fh.read(4)
+    if magic != b"PK\x03\x04":  # torch.save writes zip archives; anything else is refused before unpickling
+        if magic[:1] == b"\x80":
+            raise CorruptFileError(path, "is not a soften checkpoint: it is a plain Python pickle, which soften never "
+                                         "writes and will not load",
+                                   "check where it came from, and delete it or re-create it with soften")
+        raise CorruptFileError(path, "is truncated or corrupt (" + ("empty" if not magic else "no zip header") + ")",
+                               "delete it and re-run the job that writes it")
     try:
         with warnings.catch_warnings():
             # A foreign pickle makes the safe unpickler warn before it refuses; the refusal is reported below.
@@ -109,8 +141,7 @@ def load_torch(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
         raise
     except pickle.UnpicklingError:
         # Never pass on PyTorch's advice to retry with weights_only=False: that runs code from the file.
-        raise CorruptFileError(path, "is not a soften checkpoint: it holds Python objects other than tensors and "
-                                     "plain containers, which soften never writes and will not load",
+        raise CorruptFileError(path, f"is not a soften checkpoint: it holds a {FOREIGN_PICKLE}",
                                "check where it came from, and delete it or re-create it with soften") from None
     except Exception as err:  # noqa: BLE001 - whatever the reader trips over, the file is unreadable
         raise CorruptFileError(path, f"is truncated or corrupt ({_reason(err)})",

@@ -34,4 +34,4 @@ rule train:
         L.log_path(CFG, "train", L.RUN_PATTERN),
     shell:
         "python -m soften train --spec {params.spec:q} --out {params.out:q} "
-        "--device {config[device]} --threads {threads} > {log:q} 2>&1"
+        "--device {config[device]} --gpu-slots {config[gpu_slots_per_device]} --threads {threads} > {log:q} 2>&1"

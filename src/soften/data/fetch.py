@@ -103,20 +103,23 @@ def fetch_dataset(name: str, options: dict[str, Any], out: str | Path) -> dict[s
     return meta
 
 
-def read_npz(path: str | Path, what: str = "npz file") -> dict[str, np.ndarray]:
+def read_npz(path: str | Path, what: str = "npz file",
+             remedy: str = "delete it and re-run the job that writes it") -> dict[str, np.ndarray]:
     """Every array of an npz file, read without unpickling; an unreadable file
     (truncated, random bytes, an object array) raises ``CorruptFileError`` naming it."""
     path = Path(path)
+    with open(path, "rb") as fh:  # a missing file raises FileNotFoundError, which names it
+        magic = fh.read(4)
+    if magic != b"PK\x03\x04":  # np.load would try to unpickle it
+        problem = "is empty" if not magic else "is not a zip archive"
+        raise CorruptFileError(path, f"is not a readable {what}: it {problem}", remedy)
     try:
         with np.load(path, allow_pickle=False) as f:
             return {k: f[k] for k in f.files}
-    except (FileNotFoundError, IsADirectoryError, PermissionError):
-        raise
-    except Exception as err:  # noqa: BLE001 - BadZipFile, EOFError, zlib.error, "pickled (object) data", ...
-        kind = "holds Python objects, which soften never writes" if "pickle" in str(err) else \
+    except Exception as err:  # noqa: BLE001 - BadZipFile, EOFError, zlib.error, an object array, ...
+        problem = "holds Python objects, which soften never writes" if "pickle" in str(err) else \
             f"is truncated or corrupt ({type(err).__name__})"
-        raise CorruptFileError(path, f"is not a readable {what}: it {kind}",
-                               "delete it and re-run the job that writes it") from None
+        raise CorruptFileError(path, f"is not a readable {what}: it {problem}", remedy) from None
 
 
 #: sha256 of each dataset file this process has read, by (path, size, mtime): a job
@@ -155,17 +158,18 @@ def _check_sidecar(path: Path, arrays: dict[str, np.ndarray]) -> None:
                                      f"{meta['num_classes']} classes", f"delete {path.name} and {sidecar.name} and re-run fetch")
 
 
-def check_labels(y: np.ndarray, num_classes: int, path: str | Path, key: str, n: int | None = None) -> None:
+def check_labels(y: np.ndarray, num_classes: int, path: str | Path, key: str, n: int | None = None,
+                 remedy: str = "re-run fetch") -> None:
     """Labels are a vector of integers in [0, num_classes) (and ``n`` long if given)."""
     if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
         raise CorruptFileError(path, f"holds {key} of dtype {y.dtype} and shape {y.shape}, not a vector of "
-                                     "integer labels", "re-create it with soften")
+                                     "integer labels", remedy)
     if n is not None and len(y) != n:
-        raise CorruptFileError(path, f"holds {len(y)} {key} for {n} images", "re-create it with soften")
+        raise CorruptFileError(path, f"holds {len(y)} {key} for {n} images", remedy)
     if y.size and (y.min() < 0 or y.max() >= num_classes):
         bad = int(y.min()) if y.min() < 0 else int(y.max())
         raise CorruptFileError(path, f"holds {key} label {bad}, outside the {num_classes} classes [0, {num_classes})",
-                               "re-create it with soften (labels are class indices)")
+                               remedy)
 
 
 def check_dataset(arrays: dict[str, np.ndarray], path: str | Path) -> None:
@@ -195,7 +199,7 @@ def load_dataset_npz(path: str | Path) -> dict[str, np.ndarray]:
     """A fetched dataset's arrays, checked: the file matches its sidecar's sha256
     (hashed once per process) and its content passes :func:`check_dataset`."""
     path = Path(path)
-    arrays = read_npz(path, "soften dataset npz")
+    arrays = read_npz(path, "soften dataset npz", f"delete it and {path.with_suffix('.json').name}, and re-run fetch")
     check_dataset(arrays, path)
     _check_sidecar(path, arrays)
     return arrays
@@ -203,9 +207,9 @@ def load_dataset_npz(path: str | Path) -> dict[str, np.ndarray]:
 
 def load_noisy_labels(path: str | Path, num_classes: int, n: int) -> np.ndarray:
     """The noisy training labels of a noise file, checked against the dataset's class count and size."""
-    arrays = read_npz(path, "soften noise npz")
+    arrays = read_npz(path, "soften noise npz", "delete it and re-run the noise stage")
     if "y_train_noisy" not in arrays:
         raise CorruptFileError(path, "is not a soften noise npz: no y_train_noisy", "re-run the noise stage")
     y = arrays["y_train_noisy"]
-    check_labels(y, num_classes, path, "y_train_noisy", n)
+    check_labels(y, num_classes, path, "y_train_noisy", n, "re-run the noise stage for this dataset")
     return y

@@ -447,8 +447,9 @@ def _save_checked(run: Run, files: dict[str, Any], epoch: int) -> None:
         bad = first_non_finite(content)
         if bad is not None:
             raise NonFiniteStateError(
-                f"training diverged: after epoch {epoch} of run {run.out}, {bad} holds non-finite values (NaN or "
-                f"inf), so {name} was not written; {run.held()}. Lower the learning rate (training.lr) or check the data.")
+                f"training diverged: after epoch {epoch} of run {run.out}, {bad} in {name} holds non-finite values "
+                f"(NaN or inf), so nothing of epoch {epoch} was saved; {run.held()}. Lower the learning rate "
+                "(training.lr) or check the data.")
     for name, content in files.items():
         save_torch(content, run.out / name)
 
