@@ -174,3 +174,39 @@ def test_the_lock_folder_is_created_for_every_user(tmp_path, monkeypatch):
     fd = devices._open_lock(folder / "x.lock")
     os.close(fd)
     assert (folder / "x.lock").stat().st_mode & 0o777 == 0o666
+
+
+def test_gpu_slots_come_from_the_config_or_the_command_line(monkeypatch, tmp_path, repo):
+    from soften import stages
+    from soften.__main__ import main
+
+    seen = []
+    monkeypatch.setattr(stages, "train", lambda spec, out, **kw: seen.append(spec))
+    base = ["train", "--configfile", str(repo / "config" / "config.yaml"), "--dataset", "digits", "--noise", "none",
+            "--arch", "cnn", "--method", "pgd-at", "--out", str(tmp_path / "run")]
+    assert main(base) == 0
+    assert main(base + ["--config", "gpu_slots_per_device=3"]) == 0
+    assert main(base + ["--config", "gpu_slots_per_device=3", "--gpu-slots", "2"]) == 0
+    assert [s["gpu_slots"] for s in seen] == [1, 3, 2]
+    assert main(base + ["--config", "gpu_slots_per_device=0"]) == 2   # schema: at least 1
+
+
+def test_gpu_sharing_is_placement_a_run_resumes_across_it(tiny_spec, tmp_path):
+    from soften.training.loop import train
+
+    spec = tiny_spec(epochs=2)
+    first = train(dict(spec, gpu_slots=1), tmp_path / "run", stop_after_epoch=1, progress=False)
+    history = train(dict(spec, gpu_slots=4), tmp_path / "run", progress=False)
+    assert history[0] == first[0] and len(history) == 2
+
+
+@pytest.mark.slow
+def test_every_gpu_job_is_told_the_slots(repo, tmp_path, subprocess_env):
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "all", "-s", str(repo / "workflow" / "Snakefile"),
+                           "--directory", str(tmp_path), "--cores", "1", "-n", "-p", "--config", "gpu_slots_per_device=4"],
+                          env=subprocess_env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    commands = [l for l in proc.stdout.splitlines() if "python -m soften " in l and "--device" in l]
+    stages = {l.split("python -m soften ")[1].split()[0] for l in commands}
+    assert {"train", "evaluate", "evaluate_attack", "calibrate", "sanity", "craft_transfer", "evaluate_transfer"} <= stages
+    assert all("--gpu-slots 4" in l for l in commands)
