@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from soften import devices
+from soften.errors import SoftenError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -83,11 +84,28 @@ def finish(procs, release):
     return [p.result for p in procs]
 
 
-def test_auto_is_cpu_without_cuda_and_explicit_devices_pass_through():
-    if not torch.cuda.is_available():
-        assert devices.resolve_device("auto") == "cpu"
+def fake_cuda(monkeypatch, count):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: count > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+    monkeypatch.setattr(devices, "_claimed", None)
+
+
+def test_auto_is_cpu_without_cuda_and_explicit_devices_pass_through(monkeypatch):
+    fake_cuda(monkeypatch, 0)
+    assert devices.resolve_device("auto") == "cpu"
     assert devices.resolve_device("cpu") == "cpu"
+    fake_cuda(monkeypatch, 4)
     assert devices.resolve_device("cuda:3") == "cuda:3"
+    assert devices.resolve_device("cpu") == "cpu"
+
+
+def test_asking_for_a_gpu_the_host_lacks_is_one_clear_error(monkeypatch):
+    fake_cuda(monkeypatch, 0)
+    with pytest.raises(SoftenError, match="'cuda' was asked for, but this host has no usable CUDA GPU"):
+        devices.resolve_device("cuda")
+    fake_cuda(monkeypatch, 2)
+    with pytest.raises(SoftenError, match=r"'cuda:2' was asked for, but this host shows 2 GPU\(s\)"):
+        devices.resolve_device("cuda:2")
 
 
 def test_each_process_claims_one_gpu_and_keeps_it(world):

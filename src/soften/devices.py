@@ -1,7 +1,7 @@
 """Which device a job runs on, resolved inside the job (never where the DAG is built).
 
 ``auto`` means CUDA when the job's host has it, else CPU; ``cpu`` and ``cuda:K``
-are taken as given. On a host with several visible GPUs a ``cuda``/``auto`` job
+are taken as given (``cuda`` or ``cuda:K`` on a host without that GPU is an error). On a host with several visible GPUs a ``cuda``/``auto`` job
 claims a GPU slot no other soften job on the host holds: each GPU has
 ``gpu_slots_per_device`` slots (config key, default 1), each an advisory lock
 file held for the life of the process, and slots are handed out GPU by GPU
@@ -118,15 +118,24 @@ def resolve_device(name: str, slots: int = 1) -> str:
     ``slots``: how many soften jobs may share one GPU (config ``gpu_slots_per_device``).
     """
     global _claimed
-    if name == "cpu" or name.startswith("cuda:"):
+    if name == "cpu":
         return name
-    if _claimed is not None:
+    if _claimed is not None and not name.startswith("cuda:"):
         return _claimed
     import torch
 
-    if name == "auto" and not torch.cuda.is_available():
+    available = torch.cuda.is_available()
+    if name == "auto" and not available:
         return "cpu"
+    if not available:
+        raise SoftenError(f"device {name!r} was asked for, but this host has no usable CUDA GPU; set device: auto "
+                          "(or cpu) in the config, or run the job on a GPU node")
     count = torch.cuda.device_count()
+    if name.startswith("cuda:"):
+        if int(name.split(":")[1]) >= count:
+            raise SoftenError(f"device {name!r} was asked for, but this host shows {count} GPU(s) (cuda:0 to "
+                              f"cuda:{count - 1}); set device: cuda to let soften pick a free one")
+        return name
     if count <= 1:
         _claimed = "cuda"
         return _claimed
