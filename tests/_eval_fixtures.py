@@ -155,8 +155,23 @@ def tiny_cnn(channels: int = 1, classes: int = 10, seed: int = 0) -> torch.nn.Mo
     ).eval()
 
 
+#: CIFAR-100's fine -> coarse label map as published with the dataset (also in torchvision issues
+#: and ryanchankh/cifar100coarse); the fine label names are the 100 classes in alphabetical order.
+CIFAR100_COARSE = [4, 1, 14, 8, 0, 6, 7, 7, 18, 3, 3, 14, 9, 18, 7, 11, 3, 9, 7, 11, 6, 11, 5, 10, 7, 6, 13, 15, 3, 15,
+                   0, 11, 1, 10, 12, 14, 16, 9, 11, 5, 5, 19, 8, 8, 15, 13, 14, 17, 18, 10, 16, 4, 17, 4, 2, 0, 17, 4, 18,
+                   17, 10, 3, 2, 12, 12, 16, 12, 1, 9, 19, 2, 10, 0, 1, 16, 12, 9, 13, 15, 13, 16, 19, 2, 4, 6, 19, 5, 5,
+                   8, 19, 18, 1, 2, 15, 6, 0, 17, 8, 14, 13]
+
+
+def cifar100_fine_names() -> list[str]:
+    from soften.noise import CIFAR100_SUPERCLASSES
+
+    return sorted(n for group in CIFAR100_SUPERCLASSES.values() for n in group)
+
+
 def write_cifar100_archive(path: Path, x_train, y_train, x_test, y_test) -> str:
-    """``cifar-100-python.tar.gz`` in the official layout (train, test, meta; fine and coarse labels)."""
+    """``cifar-100-python.tar.gz`` in the official layout (train, test, meta; fine and
+    coarse labels, the real label names)."""
     with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as gz, \
             tarfile.open(fileobj=gz, mode="w") as tar:
         folder = tarfile.TarInfo("cifar-100-python")
@@ -167,11 +182,44 @@ def write_cifar100_archive(path: Path, x_train, y_train, x_test, y_test) -> str:
                 b"filenames": [f"img_{i:05d}.png".encode() for i in range(len(y))],
                 b"batch_label": f"{name}ing batch 1 of 1".encode(),
                 b"fine_labels": [int(v) for v in y],
-                b"coarse_labels": [int(v) // 5 for v in y],
+                b"coarse_labels": [CIFAR100_COARSE[int(v)] for v in y],
                 b"data": _rows(x),
             }))
         _tar_add(tar, "cifar-100-python/meta", py2_pickle({
-            b"fine_label_names": [f"fine{i}".encode() for i in range(100)],
+            b"fine_label_names": [n.encode() for n in cifar100_fine_names()],
             b"coarse_label_names": [f"coarse{i}".encode() for i in range(20)],
         }))
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def write_tinyimagenet_zip(path: Path, per_class: int = 1, n_val: int = 20, seed: int = 0) -> str:
+    """``tiny-imagenet-200.zip`` in the cs231n layout: 200 wnids, train/<wnid>/images/*.JPEG,
+    val/images + val_annotations.txt (the labelled set soften tests on), test/images.
+    Random 64x64 JPEGs. Returns the md5."""
+    import zipfile
+
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    wnids = [f"n{i:08d}" for i in range(200)]
+
+    def jpeg() -> bytes:
+        buf = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(buf, format="JPEG", quality=90)
+        return buf.getvalue()
+
+    root = "tiny-imagenet-200/"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr(root + "wnids.txt", "\n".join(wnids) + "\n")
+        zf.writestr(root + "words.txt", "".join(f"{w}\tclass {i}\n" for i, w in enumerate(wnids)))
+        for wnid in wnids:
+            for i in range(per_class):
+                zf.writestr(f"{root}train/{wnid}/images/{wnid}_{i}.JPEG", jpeg())
+            zf.writestr(f"{root}train/{wnid}/{wnid}_boxes.txt", "")
+        lines = []
+        for i in range(n_val):
+            zf.writestr(f"{root}val/images/val_{i}.JPEG", jpeg())
+            lines.append(f"val_{i}.JPEG\t{wnids[i % 200]}\t0\t0\t63\t63\n")
+        zf.writestr(root + "val/val_annotations.txt", "".join(lines))
+        zf.writestr(root + "test/images/test_0.JPEG", jpeg())
     return hashlib.md5(path.read_bytes()).hexdigest()

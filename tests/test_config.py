@@ -110,3 +110,17 @@ def test_cli_reports_config_errors_without_a_traceback(repo, default_config, tmp
     assert proc.returncode == 2
     assert "unknown method 'pgd-att'" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_show_config_prints_resolved_values_with_their_origin(repo, capsys):
+    from soften.__main__ import main
+
+    assert main(["show-config", "--configfile", str(repo / "config" / "adr.yaml"),
+                 "--run", "cifar100/none/resnet18/pgd-at+adr/seed0"]) == 0
+    lines = {line.split(":")[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert lines["method_params.adr.temperature_high"].split("#")[0].split(":")[1].strip() == "1.5"   # ADR §5.1, CIFAR-100
+    assert lines["method_params.adr.temperature_high"].endswith("config/adr.yaml")
+    assert "# default: reference code" in lines["training.attack_bn_mode"]
+    assert main(["show-config", "--configfile", str(repo / "config" / "sglr.yaml"), "--config", "scale=smoke"]) == 0
+    out = capsys.readouterr().out
+    assert "results_dir: \"results/sglr-smoke\"" in out and "49 training runs" in out

@@ -151,7 +151,7 @@ def test_cifar100_archive_and_extracted_folder(tmp_path):
     raw = BUILDERS["cifar100"]({"path": str(archive), "md5": md5})
     np.testing.assert_array_equal(raw.x_train, x_tr)
     np.testing.assert_array_equal(raw.y_test, y_te)  # fine labels
-    assert len(raw.class_names) == 100 and raw.class_names[7] == "fine7"
+    assert len(raw.class_names) == 100 and raw.class_names[7] == "beetle"  # the archive's fine_label_names
     with tarfile.open(archive) as tar:
         tar.extractall(tmp_path / "extracted", filter="data")
     folder = BUILDERS["cifar100"]({"path": str(tmp_path / "extracted")})  # a folder: no md5 to check

@@ -351,6 +351,10 @@ def _markdown(spec, table, blocks, comparisons, value_kind, ddof) -> str:
                      f"'↳ Δ' is reproduced − published.")
         if table.get("note"):
             notes.append(f"*Paper note:* {' '.join(table['note'].split())}")
+        shown = {(k[0], k[2], k[3]) for k in comparisons if comparisons[k]}
+        for pub in table["rows"]:
+            if pub.get("sic") and (pub["dataset"], pub["arch"], pub["method"]) in shown:
+                notes.append(f"*(sic)* {pub['method']}, {pub['dataset']}: {pub['sic']}.")
         unit = "pt" if value_kind == "percent" else ""
         notes.append(f"**Summary: {within} of {len(comparable)} comparable cells within ±{TOLERANCE[value_kind]:g}"
                      f"{' ' + unit if unit else ''} of the paper**; {len(all_cmp) - len(comparable)} of {len(all_cmp)} "

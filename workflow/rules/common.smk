@@ -28,6 +28,10 @@ EXPERIMENTS = list(CFG["experiments"])
 # Jobs resolve `device` themselves (a login node may have no GPU while compute
 # nodes do); this host's view only decides whether jobs declare gpu=1.
 def _host_has_cuda():
+    # Importing torch costs seconds per Snakemake start; without an NVIDIA device node
+    # there is no CUDA to find.
+    if not Path("/dev/nvidiactl").exists():
+        return False
     import torch
 
     return torch.cuda.is_available()

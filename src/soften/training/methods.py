@@ -23,7 +23,7 @@ COMPONENT_DEFAULTS: dict[str, dict[str, Any]] = {
     # ---- objectives
     "standard": {},           # CE on clean inputs (SGLR §4 noisy-label experiments)
     "pgd-at": {},             # PGD-10, step 2/255, eps 8/255 come from the dataset's threat model (SGLR §4, Rice et al. 2020)
-    "trades": {"beta": 6.0},  # SGLR Tab. 3; ADR §5.1 "beta = 6 as in the original paper" (Zhang et al. 2019)
+    "trades": {"beta": 6.0},  # Zhang et al. 2019; ADR §5.1 "beta = 6 as outlined in the original paper" (SGLR does not state it)
     # ---- label refiners
     "hard": {},
     "ls": {
