@@ -220,49 +220,59 @@ class Run:
         return f"last.pt still holds epoch {self.saved_epoch}, the last good state"
 
 
+def build_optimizer(model: torch.nn.Module, tr: dict[str, Any]):
+    """SGD and its step schedule, as the papers train (SGLR §4, ADR §5.1)."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=tr["lr"], momentum=tr["momentum"],
+                                weight_decay=tr["weight_decay"], nesterov=tr["nesterov"])
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=tr["lr_milestones"], gamma=tr["lr_gamma"])
+    return optimizer, scheduler
+
+
+def build_method(spec: dict[str, Any], model: torch.nn.Module, setup: Setup):
+    """The method's objective, label refiner and extras. Specs from resolve_run carry every
+    component's resolved hyperparameters; a hand-written spec may leave some out, which
+    then take their defaults."""
+    base_method = spec.get("base_method", spec["method"])  # a variant's name is not a method name
+    method = parse_method(base_method)
+    params = method_params(base_method, spec.get("method_params") or {})
+    attack_train_mode = spec["training"]["attack_bn_mode"] == "train"
+    objective = build_objective(method.objective, params[method.objective], spec["threat"], attack_train_mode)
+    refiner = build_refiner(method.refiner, params[method.refiner], setup)
+    extras = [build_extra(name, params[name], model) for name in method.extras]
+    return objective, refiner, extras
+
+
+def monitor_splits(adversarial: bool, tr: dict[str, Any], train: DeviceData, val: DeviceData, test: DeviceData):
+    """What monitor() measures besides validation: (train subset, test subset, PGD steps)."""
+    if adversarial:
+        return train.head(tr["test_subset"] or len(val) or 1000), test.head(tr["test_subset"]), tr["val_attack_steps"]
+    # Standard training: clean accuracy only (a non-robust model's PGD accuracy is ~0),
+    # which costs one forward pass, so on the whole test split and as many training
+    # images: the noise-gap tables (SGLR Tab. B.2) read the last epoch's gap.
+    return train.head(len(test)), test, 0
+
+
 def set_up(spec: dict[str, Any], out_dir: str | Path) -> Run:
     """Build the run from its spec: device, checked data, model, optimizer, schedule,
     and the method's objective, refiner and extras. Writes nothing."""
-    base_method = spec.get("base_method", spec["method"])  # a variant's name is not a method name
-    method = parse_method(base_method)
+    parse_method(spec.get("base_method", spec["method"]))  # a bad method name fails before any work
     device = torch.device(resolve_device(spec["device"], int(spec.get("gpu_slots", 1))))
     if device.type == "cpu":
         torch.set_num_threads(int(spec.get("threads", 1)))
     tr = spec["training"]
-
     arrays, train_data, val_data, test_data = load_run_data(spec, device)
-    num_classes = len(arrays["class_names"])
-    in_channels = int(arrays["x_train"].shape[-1])
-    model_args = {"arch": spec["arch"], "num_classes": num_classes, "in_channels": in_channels}
+    num_classes, in_channels = len(arrays["class_names"]), int(arrays["x_train"].shape[-1])
 
     torch.manual_seed(spec["seed"])
     model = build_model(spec["arch"], num_classes=num_classes, in_channels=in_channels,
                         mean=arrays["mean"].tolist(), std=arrays["std"].tolist()).to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=tr["lr"], momentum=tr["momentum"],
-                                weight_decay=tr["weight_decay"], nesterov=tr["nesterov"])
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=tr["lr_milestones"], gamma=tr["lr_gamma"])
-
-    # Specs from resolve_run carry every component's resolved hyperparameters;
-    # a hand-written spec may leave some out, which then take their defaults.
-    params = method_params(base_method, spec.get("method_params") or {})
-    attack_train_mode = tr["attack_bn_mode"] == "train"
-    objective = build_objective(method.objective, params[method.objective], spec["threat"], attack_train_mode)
+    optimizer, scheduler = build_optimizer(model, tr)
     setup = Setup(num_samples=len(train_data), num_classes=num_classes, model=model, device=device,
                   teachers=spec.get("teachers", []))
-    refiner = build_refiner(method.refiner, params[method.refiner], setup)
-    extras = [build_extra(name, params[name], model) for name in method.extras]
-    if objective.adversarial:
-        test_monitor = test_data.head(tr["test_subset"])
-        train_monitor = train_data.head(tr["test_subset"] or len(val_data) or 1000)
-        monitor_steps = tr["val_attack_steps"]
-    else:
-        # Standard training: clean accuracy only (a non-robust model's PGD accuracy is ~0),
-        # which costs one forward pass, so on the whole test split and as many training
-        # images: the noise-gap tables (SGLR Tab. B.2) read the last epoch's gap.
-        test_monitor = test_data
-        train_monitor = train_data.head(len(test_data))
-        monitor_steps = 0
-    return Run(spec=spec, out=Path(out_dir), device=device, model_args=model_args,
+    objective, refiner, extras = build_method(spec, model, setup)
+    train_monitor, test_monitor, monitor_steps = monitor_splits(objective.adversarial, tr, train_data, val_data, test_data)
+    return Run(spec=spec, out=Path(out_dir), device=device,
+               model_args={"arch": spec["arch"], "num_classes": num_classes, "in_channels": in_channels},
                dataset_sha256=dataset_digest(spec["dataset_npz"]), train_data=train_data, val_data=val_data,
                train_monitor=train_monitor, test_monitor=test_monitor, monitor_steps=monitor_steps, model=model,
                optimizer=optimizer, scheduler=scheduler, objective=objective, refiner=refiner, extras=extras)
