@@ -222,3 +222,19 @@ def test_a_full_disk_names_the_file_and_keeps_last_pt(tiny_spec, tmp_path, subpr
     assert "is unchanged" in errors[0]
     assert result["last_unchanged"]
     assert not [f for f in result["files"] if f.endswith(".tmp")], result["files"]
+
+
+def test_a_last_pt_that_does_not_fit_the_run_is_named_not_half_restored(tiny_spec, tmp_path):
+    # Same settings, but the state comes from another soften version (a renamed tensor).
+    from soften.errors import CorruptFileError
+
+    spec = tiny_spec(epochs=2)
+    run = tmp_path / "run"
+    train(spec, run, stop_after_epoch=1, progress=False)
+    state = load_torch(run / "last.pt")
+    state["model"] = {k.replace("net.", "body."): v for k, v in state["model"].items()}
+    torch.save(state, run / "last.pt")
+    with pytest.raises(CorruptFileError, match=r"last\.pt cannot be restored into this run \(RuntimeError: Error\(s\) "
+                                               r"in loading state_dict.*rename or delete it"):
+        train(spec, run, progress=False)
+    assert load_torch(run / "last.pt")["model"].keys() == state["model"].keys()   # left as it was

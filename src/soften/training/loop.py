@@ -348,13 +348,18 @@ def resume(run: Run) -> None:
     if not same_run(state.get("spec"), run.spec) or state.get("dataset_sha256", run.dataset_sha256) != run.dataset_sha256:
         log.warning("%s was written for different settings or another dataset file; starting this run afresh", last)
         return
-    run.model.load_state_dict(state["model"])
-    run.optimizer.load_state_dict(state["optimizer"])
-    run.scheduler.load_state_dict(state["scheduler"])
-    run.refiner.load_state_dict(state["refiner"])
-    for extra in run.extras:
-        extra.load_state_dict(state["extras"][extra.name])
-    set_rng_state(state["rng"])
+    try:
+        run.model.load_state_dict(state["model"])
+        run.optimizer.load_state_dict(state["optimizer"])
+        run.scheduler.load_state_dict(state["scheduler"])
+        run.refiner.load_state_dict(state["refiner"])
+        for extra in run.extras:
+            extra.load_state_dict(state["extras"][extra.name])
+        set_rng_state(state["rng"])
+    except (KeyError, RuntimeError, TypeError, ValueError) as err:  # e.g. written by another soften version
+        raise CorruptFileError(last, f"cannot be restored into this run ({type(err).__name__}: "
+                                     f"{str(err).splitlines()[0][:120]})",
+                               "rename or delete it to start the run afresh") from None
     run.history, run.best = state["history"], state["best"]
     run.start_epoch = state["epoch"] + 1
     run.saved_epoch = state["epoch"]
