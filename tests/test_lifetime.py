@@ -18,16 +18,16 @@ linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pr
 # The job: watch the process given (or its parent), report how, write its pid, and sleep;
 # the finally block must run (SIGTERM becomes SystemExit) so it leaves a mark.
 JOB = textwrap.dedent("""
-    import os, signal, sys, time
+    import os, sys, time
     from soften import lifetime
-    signal.signal(signal.SIGTERM, lifetime._terminate)
     watched = int(sys.argv[2]) if len(sys.argv) > 2 else os.getppid()
     print(lifetime.end_with(watched), flush=True)
     open(sys.argv[1] + ".pid", "w").write(str(os.getpid()))
-    try:
-        time.sleep(120)
-    finally:
-        open(sys.argv[1] + ".cleaned", "w").write("yes")
+    with lifetime.clean_exit_on_sigterm():
+        try:
+            time.sleep(120)
+        finally:
+            open(sys.argv[1] + ".cleaned", "w").write("yes")
 """)
 
 # The "Snakemake": starts the job directly or through bash, then waits.
@@ -82,3 +82,14 @@ def test_snakemake_is_recognised_by_its_command_line():
     assert not is_snakemake(["/usr/bin/bash", "-c", "set -euo pipefail; python -m soften train --out x"])
     assert not is_snakemake(["python", "-m", "soften", "train", "--out", "snakemake"])
     assert not is_snakemake([])
+
+
+def test_the_cli_leaves_the_callers_sigterm_handler_alone(tmp_path):
+    # main() may run inside another program (a test runner, a notebook): its SIGTERM handling is restored.
+    import signal
+
+    from soften.__main__ import main
+
+    before = signal.getsignal(signal.SIGTERM)
+    main(["noise", "--dataset-npz", str(tmp_path / "missing.npz"), "--noise", "none", "--out", str(tmp_path / "n.npz")])
+    assert signal.getsignal(signal.SIGTERM) is before

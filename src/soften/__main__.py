@@ -330,11 +330,12 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    from soften.lifetime import end_with_snakemake
+    from soften.lifetime import clean_exit_on_sigterm, end_with_snakemake
 
     end_with_snakemake()  # a job killed Snakemake leaves behind stops too (see soften.lifetime)
     try:
-        args.func(args)
+        with clean_exit_on_sigterm():
+            args.func(args)
     except KeyboardInterrupt:
         print(f"soften {args.stage}: interrupted", file=sys.stderr)
         return 130

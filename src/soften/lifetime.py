@@ -14,6 +14,7 @@ from a shell keeps running when that shell exits, as before.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
@@ -97,9 +98,21 @@ def _terminate(signum, frame):
     raise SystemExit(128 + signum)
 
 
+@contextlib.contextmanager
+def clean_exit_on_sigterm():
+    """While the body runs, SIGTERM raises SystemExit (so ``finally`` blocks run);
+    the previous handler is restored afterwards (main() may run inside another program)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def end_with_snakemake() -> str:
-    """In a stage process: make SIGTERM a clean exit, and end with the Snakemake that started it."""
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _terminate)
+    """In a stage process: end with the Snakemake that started it (see the module docstring)."""
     pid = snakemake_ancestor()
     return end_with(pid) if pid is not None else ""
