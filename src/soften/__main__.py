@@ -6,6 +6,11 @@ same name and call the function of the same name in soften.stages. Each takes it
 settings either from an experiment file (``--configfile``) or, as Snakemake passes
 them, as a resolved JSON spec (``--spec``), so both routes run the same settings.
 ``show-config`` prints what an experiment file resolves to.
+
+A problem the user can fix (a bad config key, a missing, corrupt or foreign file, a
+diverged run, a full disk) is printed as one line, ``soften STAGE: error: ...``,
+and the command exits with status 2; ``-v`` adds the traceback. docs/troubleshooting.md
+lists the messages. Any other exception is a bug and keeps its traceback (status 1).
 """
 
 from __future__ import annotations
@@ -18,6 +23,13 @@ from pathlib import Path
 
 from soften import stages
 from soften.config import ConfigError
+from soften.errors import SoftenError
+
+log = logging.getLogger("soften")
+
+#: What the CLI reports as one line with exit status 2. ValueError covers the checks
+#: that raise it with a message naming the value; OSError a missing or unwritable path.
+USER_ERRORS = (SoftenError, ConfigError, ValueError, OSError)
 
 #: One example per command, on the CPU demo's files (tests/test_cli.py parses each one).
 _RUN = "results/digits/none/cnn/pgd-at/seed0"
@@ -72,7 +84,7 @@ def _overrides(args) -> dict:
 
 
 def _placed(spec: dict, args) -> dict:
-    """Where a job runs is not part of its spec's identity: --device/--threads set it."""
+    """Where a job runs is not part of its spec's identity: --device/--threads/--gpu-slots set it."""
     spec = dict(spec)
     if getattr(args, "device", None):
         spec["device"] = args.device
@@ -80,16 +92,29 @@ def _placed(spec: dict, args) -> dict:
         spec["threads"] = args.threads
     if getattr(args, "tracking", None):
         spec["tracking"] = args.tracking
+    if getattr(args, "gpu_slots", None):
+        spec["gpu_slots"] = args.gpu_slots
     spec.setdefault("device", "auto")
     spec.setdefault("threads", 1)
+    spec.setdefault("gpu_slots", 1)
     return spec
+
+
+def _json(text: str, flag: str):
+    try:
+        return json.loads(text)
+    except ValueError as err:
+        raise ConfigError(f"{flag} is not valid JSON ({err})") from None
 
 
 def _spec(args, resolver):
     if args.spec:
-        spec = json.loads(args.spec)
+        spec = _json(args.spec, "--spec")
     else:
-        spec = resolver(_load(args))
+        cfg = _load(args)
+        spec = resolver(cfg)
+        if not getattr(args, "gpu_slots", None):
+            args.gpu_slots = cfg.get("gpu_slots_per_device", 1)
     return [_placed(s, args) for s in spec] if isinstance(spec, list) else _placed(spec, args)
 
 
@@ -103,7 +128,7 @@ def cmd_fetch(args):
     from soften.config import fetch_entry
 
     if args.entry:
-        entry = json.loads(args.entry)
+        entry = _json(args.entry, "--entry")
     else:
         cfg = _load(args)
         if args.dataset not in cfg["datasets"]:
@@ -176,7 +201,7 @@ def cmd_evaluate_transfer(args):
 
 def _table_spec(args):
     if args.spec:
-        return json.loads(args.spec)
+        return _json(args.spec, "--spec")
     from soften.config import table_spec
 
     if not args.experiment:
@@ -254,6 +279,8 @@ def _add_config_args(s, required: bool = False):
 def _add_placement(s):
     s.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the spec's, else auto)")
     s.add_argument("--threads", type=int, help="CPU threads (default: the spec's, else 1)")
+    s.add_argument("--gpu-slots", type=int, help="soften jobs that may share one GPU (config gpu_slots_per_device; "
+                                                 "default 1)")
 
 
 def _sub(sub, name, helptext, func, *aliases):
@@ -396,14 +423,36 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from soften.lifetime import clean_exit_on_sigterm, end_with_snakemake
+
+    end_with_snakemake()  # a job killed Snakemake leaves behind stops too (see soften.lifetime)
     try:
-        args.func(args)
-    except (ConfigError, ValueError, OSError, RuntimeError) as err:
-        print(f"soften {args.stage}: error: {err}", file=sys.stderr)
+        with clean_exit_on_sigterm():
+            args.func(args)
+    except KeyboardInterrupt:
+        print(f"soften {args.stage}: interrupted", file=sys.stderr)
+        return 130
+    except USER_ERRORS as err:
+        if args.verbose:
+            log.exception("traceback")
+        print(f"soften {args.stage}: error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    except RuntimeError as err:
+        if type(err).__name__ != "OutOfMemoryError":  # torch.OutOfMemoryError; any other RuntimeError is a bug
+            raise
+        if args.verbose:
+            log.exception("traceback")
+        print(f"soften {args.stage}: error: out of GPU memory ({_one_line(err)[:200]}); lower the batch size "
+              "(training.batch_size, an attack's batch size) or gpu_slots_per_device, or use a larger GPU",
+              file=sys.stderr)
         return 2
     return 0
 

@@ -33,7 +33,7 @@ if BATCHED:
             L.log_path(CFG, "evaluate", L.RUN_PATTERN),
         shell:
             "python -m soften evaluate --checkpoint {input.ckpts:q} --dataset-npz {input.npz:q} "
-            "--spec {params.spec:q} --out {output:q} --device {config[device]} --threads {threads} > {log:q} 2>&1"
+            "--spec {params.spec:q} --out {output:q} --device {config[device]} --gpu-slots {config[gpu_slots_per_device]} --threads {threads} > {log:q} 2>&1"
 
 
 if OWN_JOB:
@@ -57,7 +57,7 @@ if OWN_JOB:
             L.log_path(CFG, "evaluate_attack", L.RUN_PATTERN + "-{ckpt}-{attack}"),
         shell:
             "python -m soften evaluate_attack --checkpoint {input.ckpt:q} --dataset-npz {input.npz:q} "
-            "--spec {params.spec:q} --out {output:q} --device {config[device]} --threads {threads} > {log:q} 2>&1"
+            "--spec {params.spec:q} --out {output:q} --device {config[device]} --gpu-slots {config[gpu_slots_per_device]} --threads {threads} > {log:q} 2>&1"
 
 
 if CALIBRATION_CKPTS:
@@ -80,7 +80,7 @@ if CALIBRATION_CKPTS:
             L.log_path(CFG, "calibrate", L.RUN_PATTERN),
         shell:
             "python -m soften calibrate --checkpoint {input.ckpts:q} --dataset-npz {input.npz:q} "
-            "--spec {params.spec:q} --out {output:q} --device {config[device]} --threads {threads} > {log:q} 2>&1"
+            "--spec {params.spec:q} --out {output:q} --device {config[device]} --gpu-slots {config[gpu_slots_per_device]} --threads {threads} > {log:q} 2>&1"
 
 
 if SANITY_CKPTS:
@@ -103,4 +103,4 @@ if SANITY_CKPTS:
             L.log_path(CFG, "sanity", L.RUN_PATTERN),
         shell:
             "python -m soften sanity --checkpoint {input.ckpts:q} --dataset-npz {input.npz:q} "
-            "--spec {params.spec:q} --out {output:q} --device {config[device]} --threads {threads} > {log:q} 2>&1"
+            "--spec {params.spec:q} --out {output:q} --device {config[device]} --gpu-slots {config[gpu_slots_per_device]} --threads {threads} > {log:q} 2>&1"

@@ -34,4 +34,5 @@ rule train:
         L.log_path(CFG, "train", L.RUN_PATTERN),
     shell:
         "python -m soften train --spec {params.spec:q} --out {params.out:q} "
-        "--device {config[device]} --threads {threads} --tracking {config[tracking]} > {log:q} 2>&1"
+        "--device {config[device]} --gpu-slots {config[gpu_slots_per_device]} --threads {threads} "
+        "--tracking {config[tracking]} > {log:q} 2>&1"

@@ -28,7 +28,7 @@ rule craft_transfer:
         L.log_path(CFG, "craft_transfer", "{dataset}/{source}/{attack}"),
     shell:
         "python -m soften craft_transfer --checkpoint {input.ckpt:q} --dataset-npz {input.npz:q} "
-        "--spec {params.spec:q} --out {output:q} --device {config[device]} --threads {threads} > {log:q} 2>&1"
+        "--spec {params.spec:q} --out {output:q} --device {config[device]} --gpu-slots {config[gpu_slots_per_device]} --threads {threads} > {log:q} 2>&1"
 
 
 if TRANSFER_PAIRS:
@@ -48,4 +48,4 @@ if TRANSFER_PAIRS:
             L.log_path(CFG, "evaluate_transfer", L.RUN_PATTERN),
         shell:
             "python -m soften evaluate_transfer --checkpoint {input.ckpts:q} --crafted {input.crafted:q} "
-            "--out {output:q} --device {config[device]} --threads {threads} > {log:q} 2>&1"
+            "--out {output:q} --device {config[device]} --gpu-slots {config[gpu_slots_per_device]} --threads {threads} > {log:q} 2>&1"
