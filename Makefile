@@ -10,7 +10,7 @@ BIN    := $(CURDIR)/$(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 CORES  ?= all
 
-.PHONY: setup demo test test-fast lint bench clean dvc.yaml dvc.lock
+.PHONY: setup demo test test-fast lint bench bench-gpu clean dvc.yaml dvc.lock
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,8 +40,15 @@ dvc.yaml: setup
 dvc.lock: dvc.yaml
 	PATH="$(BIN):$$PATH" DVC_NO_ANALYTICS=1 dvc repro
 
+# CPU regression check: soften's PGD-AT step and PGD-20 beside plain PyTorch + torchattacks,
+# per-method overheads (docs/performance.md).
 bench: setup
+	PATH="$(BIN):$$PATH" $(BIN)/python benchmarks/vs_torchattacks.py
 	PATH="$(BIN):$$PATH" $(BIN)/python benchmarks/train_step.py
+
+# The suite for a GPU box (runs on CPU too): benchmarks/results/<device>.json + .md, read by `soften plan`.
+bench-gpu: setup
+	PATH="$(BIN):$$PATH" $(BIN)/python -m soften bench
 
 clean:
 	rm -rf results resources .snakemake

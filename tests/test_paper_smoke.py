@@ -89,7 +89,10 @@ def test_sglr_config_smoke_end_to_end(archives, tmp_path):
     aa = eval_records(results, "eval/*-aa.json")
     assert aa and all(r["params"]["version"] == "standard" and not r["params"].get("settings") for r in aa)
     assert all(r["run_spec"]["scale"] == "smoke" for r in aa)
-    assert (results / "cifar10" / "none" / "wrn34-10" / "pgd-at+sglr" / "seed0" / "final.pt").exists()
+    wrn = results / "cifar10" / "none" / "wrn34-10" / "pgd-at+sglr" / "seed0"
+    assert (wrn / "history.csv").exists() and (wrn / "eval" / "final-aa.json").exists()
+    # keep_checkpoints is false at the smoke scale: read checkpoints and resume state are gone
+    assert not list(results.rglob("*.pt")) or all("transfer" in str(p) for p in results.rglob("*.pt"))
     assert len(list((results / "cifar10" / "transfer").rglob("*.pt"))) == 4           # 2 sources x 2 attacks
     assert list(results.rglob("calibration/*.json"))
     noise = json.loads((tmp_path / "resources-smoke" / "noise" / "cifar10" / "asymmetric-0.4.json").read_text())
@@ -108,3 +111,21 @@ def test_adr_config_smoke_end_to_end(archives, tmp_path):
     assert len(pgd100) == 10 and {r["seed"] for r in pgd100} == {0, 1, 2, 3, 4}          # Tab. 7: five runs each
     sanity = eval_records(results, "sanity/*.json")
     assert len(sanity) == 1 and sanity[0]["method"] == "pgd-at+adr"
+
+
+def test_cifar10_mini_config_smoke_end_to_end(tmp_path):
+    """The CPU-scale CIFAR config, on the shared genuine-pixel subset it names."""
+    shared_npz_or_skip()
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+           "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    overlay = tmp_path / "path.yaml"
+    overlay.write_text(yaml.safe_dump({"datasets": {"cifar10-mini": {"options": {
+        "path": str((REPO / "../shared/data/cifar10-jpeg-subset-10k-2k.npz").resolve())}}}}))
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "all", "-s", str(REPO / "workflow" / "Snakefile"),
+                           "--directory", str(tmp_path), "--cores", "2", "--configfile",
+                           str(REPO / "config" / "cifar10-mini.yaml"), str(overlay), "--config", "scale=smoke"],
+                          env=env, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    md = (tmp_path / "results" / "cifar10-mini-smoke" / "tables" / "main.md").read_text()
+    methods = [line.split("|")[1].strip() for line in md.splitlines() if line.startswith("|")]
+    assert {"standard", "pgd-at"} <= set(methods) and "aa Best" in md

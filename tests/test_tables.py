@@ -73,7 +73,7 @@ def test_diff_is_not_printed_when_best_and_final_seed_counts_differ(tmp_path):
     assert rows(md, "pgd-at")[0][3] == "n/a (seeds differ: best 2, final 1)"
 
 
-def sglr_records(root, n, run_spec, correct_best=167, correct_final=166):
+def sglr_records(root, n, run_spec, correct_best=167, correct_final=166, steps=20):
     """PGD-AT+SGLR on CIFAR-10: natural 83.5 / 83.0 (of n = 200 scaled), PGD-20 one value."""
     files = []
     for ckpt, natural, pgd in (("best", correct_best, 113), ("final", correct_final, 112)):
@@ -82,7 +82,7 @@ def sglr_records(root, n, run_spec, correct_best=167, correct_final=166):
                             params={"kind": "natural", "eps": EPS}))
         files.append(record(root, dataset="cifar10", arch="resnet18", method="pgd-at+sglr", seed=0, ckpt=ckpt,
                             attack="pgd20", correct=round(pgd * n / 200), n=n, run_spec=run_spec,
-                            params={"kind": "pgd", "steps": 20, "eps": EPS}))
+                            params={"kind": "pgd", "steps": steps, "eps": EPS}))
     return files
 
 
@@ -101,12 +101,14 @@ def test_published_numbers_and_differences_beside_a_comparable_reproduction(tmp_
 def test_subset_and_smoke_cells_are_marked_never_compared(tmp_path):
     run_spec = {**FULL_RUN, "scale": "smoke", "training": {"epochs": 2}, "base_method": "pgd-at+sglr",
                 "method_params": {"sglr": {"r": 0.2, "temperature": 1.5}}}
-    files = sglr_records(tmp_path, 200, run_spec)
-    md = make_table(files, spec(methods=["pgd-at+sglr"], attacks=["natural", "pgd20"], published="sglr-tab2"),
-                    tmp_path / "t.md")
+    files = sglr_records(tmp_path, 200, run_spec, steps=1)   # the smoke scale ran PGD-1 for the pgd20 column
+    configs = {"natural": {"kind": "natural"}, "pgd20": {"kind": "pgd", "steps": 20}}
+    md = make_table(files, spec(methods=["pgd-at+sglr"], attacks=["natural", "pgd20"], published="sglr-tab2",
+                                attack_configs=configs), tmp_path / "t.md")
+    assert rows(md, "↳ paper")[0][4:7] == ["56.4", "55.9", "0.5"]    # still the paper's PGD-20 column
     assert set(rows(md, "↳ Δ")[0][1:7]) == {"n/c†"}
     assert "Summary: 0 of 0 comparable cells" in md and "6 of 6 published cells not comparable" in md
-    for reason in ("smoke scale", "2 epochs, paper 200", "200 of 10000 test images"):
+    for reason in ("smoke scale", "2 epochs, paper 200", "200 of 10000 test images", "1 of 20 attack steps"):
         assert reason in md
     cells = pd.read_csv(tmp_path / "t.csv")
     assert not cells["comparable"].any() and cells["delta"].isna().all()

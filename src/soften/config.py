@@ -45,7 +45,10 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "lr_milestones": [100, 150],  # SGLR §4: /10 at epochs 100 and 150; ADR §5.1: at 50% and 75%
     "lr_gamma": 0.1,           # SGLR §4, ADR §5.1
     "attack_bn_mode": "train",  # reference code of Rice et al., ADR and AWP (docs/methods.md)
-    "amp": "auto",             # bf16 autocast when training on CUDA, off on CPU (evaluation is fp32)
+    "amp": "auto",             # bf16 autocast when training on CUDA, off on CPU (evaluation is fp32); soften.training.speed
+    "channels_last": False,    # NHWC weights and inputs (speed only; soften.training.speed)
+    "compile": False,          # torch.compile the model: true (inductor) or a backend name (speed only)
+    "optimizer_kernel": "auto",  # SGD kernel: fused on CUDA, PyTorch's default on CPU (speed only)
     "val_attack_steps": 10,    # ADR §5.1: PGD-10 on the validation set selects the best checkpoint
     "test_subset": 1000,       # test examples monitored per epoch, for the curves only (None = all)
     "eval_batch_size": 256,    # monitoring batch size (speed only)
@@ -57,23 +60,27 @@ TRAINING_SOURCES: dict[str, str] = {
     "lr_milestones": "SGLR §4", "lr_gamma": "SGLR §4, ADR §5.1", "attack_bn_mode": "reference code (docs/methods.md)",
     "amp": "soften (speed; evaluation is fp32)", "val_attack_steps": "ADR §5.1", "test_subset": "soften (curves only)",
     "eval_batch_size": "soften (speed)", "nan_check_every": "soften (speed)",
+    "channels_last": "soften (speed)", "compile": "soften (speed)", "optimizer_kernel": "soften (speed)",
 }
 
 #: The smoke scale: the same DAG on a handful of images. Two epochs, so that every
-#: epoch-scheduled part of a method (TE's ramp, SWA, LR decays) runs at least once.
+#: epoch-scheduled part of a method (TE's ramp, SWA, LR decays) runs at least once;
+#: one training step per epoch and one PGD step, because a WRN-34-10 forward-backward
+#: pass costs ~1 CPU-second per 8 images and CI runs ~110 paper runs this way.
 SMOKE: dict[str, Any] = {
-    "subset": {"train": 16, "val": 8, "test": 8},
-    "val_size": 8,
+    "subset": {"train": 4, "val": 2, "test": 4},
+    "val_size": 2,
     "epochs": 2,
-    "batch_size": 8,
-    "threat_steps": 2,        # training PGD steps
-    "attack_steps": 2,        # at most this many steps for PGD/CW evaluations, transfer and calibration
-    "n_examples": 8,          # test images per evaluation
-    "sanity": {"eps_multipliers": [1, 4], "eps_steps": 2, "steps": [1, 2]},
+    "batch_size": 4,
+    "threat_steps": 1,        # training PGD steps
+    "attack_steps": 1,        # at most this many steps for PGD/CW evaluations, transfer, calibration, monitoring
+    "n_examples": 4,          # test images per evaluation
+    "monitor_examples": 2,    # test / training images monitored per epoch
+    "sanity": {"eps_multipliers": [1], "eps_steps": 1, "steps": [1, 2]},
     # AutoAttack's attacks all run (version standard, the package's code) with small
     # budgets: at full budget one surviving point costs WRN-34-10 ~25 CPU-minutes.
-    "autoattack_settings": {"apgd.n_iter": 5, "apgd_targeted.n_iter": 5, "apgd_targeted.n_target_classes": 2,
-                            "fab.n_iter": 5, "fab.n_target_classes": 2, "square.n_queries": 50},
+    "autoattack_settings": {"apgd.n_iter": 2, "apgd_targeted.n_iter": 2, "apgd_targeted.n_target_classes": 1,
+                            "fab.n_iter": 2, "fab.n_target_classes": 1, "square.n_queries": 10},
     "threads": 1,
 }
 
@@ -205,6 +212,7 @@ def smoke_config(cfg: dict[str, Any]) -> dict[str, Any]:
     out["results_dir"] = f"{cfg['results_dir'].rstrip('/')}-smoke"
     out["resources_dir"] = f"{cfg['resources_dir'].rstrip('/')}-smoke"
     out["threads"] = SMOKE["threads"]
+    out["keep_checkpoints"] = False     # ~110 runs of real architectures: GBs of checkpoints otherwise
     for entry in out["datasets"].values():
         entry["val_size"] = SMOKE["val_size"]
         entry["subset"] = dict(SMOKE["subset"])
@@ -219,7 +227,7 @@ def _scale_epoch(epoch: int, full: int, smoke: int) -> int:
 def smoke_run(spec: dict[str, Any]) -> dict[str, Any]:
     """A run spec at the smoke scale: every epoch-valued knob scaled to the shorter run."""
     full, smoke = spec["training"]["epochs"], SMOKE["epochs"]
-    tr = dict(spec["training"], epochs=smoke, batch_size=SMOKE["batch_size"], test_subset=SMOKE["n_examples"],
+    tr = dict(spec["training"], epochs=smoke, batch_size=SMOKE["batch_size"], test_subset=SMOKE["monitor_examples"],
               lr_milestones=sorted({_scale_epoch(m, full, smoke) for m in spec["training"]["lr_milestones"] if m <= full}),
               val_attack_steps=min(spec["training"]["val_attack_steps"], SMOKE["attack_steps"]))
     params = copy.deepcopy(spec["method_params"])
@@ -472,6 +480,7 @@ def resolve_run(cfg: dict[str, Any], dataset: str, noise: str, arch: str, method
         "noise_npz": layout.noise_path(cfg, dataset, noise),
         "device": cfg["device"],
         "threads": cfg["threads"],
+        "tracking": cfg["tracking"],
         "scale": cfg["scale"],
         "training": training,
         "threat": dict(entry["threat"]),
@@ -576,8 +585,13 @@ def table_spec(cfg: dict[str, Any], name: str) -> dict[str, Any]:
         raise ConfigError(f"experiment {name!r} has no entry under 'experiments' (known: {sorted(cfg['experiments'])})")
     exp = cfg["experiments"][name]
     runs = layout.experiment_runs(cfg, name)
+    configured = {"accuracy": cfg["evaluation"]["attacks"], "transfer": cfg["transfer"]["attacks"],
+                  "calibration": cfg["calibration"]["inputs"]}.get(exp["kind"], {})
     spec = {"name": name, **copy.deepcopy(exp), "scale": cfg["scale"],
-            "variants": {m: layout.variant(cfg, m)[1] for m in exp["methods"] if m in cfg.get("variants", {})}}
+            "variants": {m: layout.variant(cfg, m)[1] for m in exp["methods"] if m in cfg.get("variants", {})},
+            # the attacks as configured (before the smoke scale shrinks them): what a column
+            # claims to measure, matched against the paper's column
+            "attack_configs": copy.deepcopy(configured)}
     if exp["kind"] in ("noise-gap", "accuracy", "transfer"):
         # history.csv inputs carry no run fields: the runs, in input order, with what
         # tables need of their specs (kept small: it travels on a command line).

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Iterable
 
 from soften.io import sidecar_path
@@ -121,6 +122,21 @@ def checkpoint_path(cfg: dict[str, Any], run: Run, ckpt: str) -> str:
     return f"{run_dir(cfg, run)}/{ckpt}.pt"
 
 
+def checkpoint_in(run_directory: str | Path, ckpt: str) -> Path:
+    """A checkpoint of the run in ``run_directory`` (a path a user gives, not a config's)."""
+    return Path(run_directory) / f"{ckpt}.pt"
+
+
+def evaluations_in(run_directory: str | Path, ckpt: str) -> list[Path]:
+    """Every evaluation JSON of one checkpoint of the run in ``run_directory``, by attack name."""
+    return sorted((Path(run_directory) / "eval").glob(f"{ckpt}-*.json"))
+
+
+def tracking_dir(run_directory: str | Path) -> Path:
+    """Where a run's TensorBoard event files go (``tracking: tensorboard``)."""
+    return Path(run_directory) / "tensorboard"
+
+
 def history_path(cfg: dict[str, Any], run: Run) -> str:
     """A run's per-epoch history (CSV: loss, accuracies as fractions in [0, 1], lr)."""
     return f"{run_dir(cfg, run)}/history.csv"
@@ -154,7 +170,8 @@ def transfer_eval_path(cfg: dict[str, Any], run: Run, ckpt: str, source: str, at
 def table_paths(cfg: dict[str, Any], experiment: str) -> dict[str, str]:
     """An experiment's table in its three formats: ``md``, ``csv`` and ``tex`` -> path."""
     base = f"{cfg['results_dir']}/tables/{experiment}"
-    return {"md": f"{base}.md", "csv": f"{base}.csv", "tex": f"{base}.tex"}
+    # .html: the .md rendered, so that the Snakemake report shows the table inline.
+    return {"md": f"{base}.md", "csv": f"{base}.csv", "tex": f"{base}.tex", "html": f"{base}.html"}
 
 
 def figure_path(cfg: dict[str, Any], experiment: str) -> str:

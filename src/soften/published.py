@@ -129,11 +129,12 @@ def expected_epochs(table: dict[str, Any], dataset: str) -> int | None:
 
 
 def not_comparable(table: dict[str, Any], *, dataset: str, run_spec: dict[str, Any] | None, n: int | None,
-                   params: dict[str, Any] | None = None) -> list[str]:
+                   params: dict[str, Any] | None = None, configured: dict[str, Any] | None = None) -> list[str]:
     """Why a reproduced cell is not comparable with the paper's (empty: it is).
 
     ``run_spec``: the run's resolved spec (epochs, threat, scale); ``n``: test
-    images the cell was measured on; ``params``: the attack's parameters."""
+    images the cell was measured on; ``params``: the attack as it ran;
+    ``configured``: the attack as the config names it (the smoke scale cuts steps)."""
     why = []
     setting = table["setting"]
     if run_spec is not None:
@@ -154,6 +155,8 @@ def not_comparable(table: dict[str, Any], *, dataset: str, run_spec: dict[str, A
         eps = setting.get("eps")
         if eps is not None and "eps" in params and not math.isclose(params["eps"], eps, abs_tol=TOLERANCE_EPS):
             why.append(f"attack eps {params['eps']:.4g}")
+        if configured and "steps" in params and int(params["steps"]) != int(configured.get("steps", params["steps"])):
+            why.append(f"{params['steps']} of {configured['steps']} attack steps")
         if params.get("settings"):
             why.append("reduced budget (" + ", ".join(f"{k}={v}" for k, v in params["settings"].items()) + ")")
         if params.get("kind") == "autoattack" and params.get("attacks"):

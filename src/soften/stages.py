@@ -15,7 +15,7 @@ STAGE`` (and so Snakemake and DVC) calls exactly these.
 | sanity              | :func:`sanity`         | checkpoint, sanity spec       | one JSON                      |
 | craft_transfer      | :func:`craft_transfer` | source checkpoint, spec       | transfer set (.pt)            |
 | evaluate_transfer   | :func:`evaluate_transfer` | checkpoint, transfer sets  | one JSON per set              |
-| tables              | :func:`tables`         | result JSON / history, spec   | table .md/.csv/.tex           |
+| tables              | :func:`tables`         | result JSON / history, spec   | table .md/.csv/.tex/.html     |
 | figures             | :func:`figures`        | history / result JSON, spec   | one PNG                       |
 """
 
@@ -25,6 +25,7 @@ import csv
 import io
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -130,15 +131,27 @@ def noise(dataset_npz: str | Path, noise: str, seed: int, out: str | Path) -> di
     return meta
 
 
-def train(spec: dict[str, Any], out_dir: str | Path, *, stop_after_epoch: int | None = None) -> list[dict[str, Any]]:
-    """Train (or resume) one run into ``out_dir``."""
+def train(spec: dict[str, Any], out_dir: str | Path, *, stop_after_epoch: int | None = None,
+          keep_resume_state: bool | None = None) -> list[dict[str, Any]]:
+    """Train (or resume) one run into ``out_dir``.
+
+    ``keep_resume_state`` False drops ``last.pt`` once the run has finished (config
+    ``keep_checkpoints: false``; the workflow passes it as SOFTEN_KEEP_CHECKPOINTS=0).
+    """
+    import os
+
     from soften.training.loop import train as train_run
 
     history = train_run(spec, out_dir, stop_after_epoch=stop_after_epoch)
     out = Path(out_dir)
-    if (out / "final.pt").exists() and len(history) >= spec["training"]["epochs"]:
+    finished = (out / "final.pt").exists() and len(history) >= spec["training"]["epochs"]
+    if finished:
         _untime_history(out / "history.csv")
         _untime_torch(out / "final.pt", "metrics")
+    if keep_resume_state is None:
+        keep_resume_state = os.environ.get("SOFTEN_KEEP_CHECKPOINTS", "1") != "0"
+    if finished and not keep_resume_state:
+        (out / "last.pt").unlink(missing_ok=True)
     return history
 
 
@@ -201,10 +214,13 @@ def evaluate_transfer(checkpoints: Sequence[str | Path], crafted: Sequence[str |
 
 
 def tables(inputs: Sequence[str | Path], spec: dict[str, Any], out_md: str | Path) -> str:
-    """One experiment's table (.md, and .csv/.tex beside it) from its result files."""
+    """One experiment's table (.md, and .csv/.tex/.html beside it) from its result files."""
+    from soften.table_html import markdown_page
     from soften.tables import make_table
 
-    return make_table(inputs, spec, out_md)
+    md = make_table(inputs, spec, out_md)
+    save_text(markdown_page(md, spec.get("title") or spec["name"]), Path(out_md).with_suffix(".html"))
+    return md
 
 
 def figures(inputs: Sequence[str | Path], spec: dict[str, Any], out: str | Path) -> Path:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -50,8 +51,9 @@ class Measurement:
     column: str
     value: float               # in table units (% or ECE)
     n: int | None
-    measure: dict[str, Any]    # what was measured, for matching the paper's column
+    measure: dict[str, Any]    # what the column measures as configured, for matching the paper's column
     run_spec: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)   # the attack as run (budget, eps), for comparability
 
 
 def _load_json(path: Path) -> dict[str, Any]:
@@ -72,19 +74,23 @@ def measurements(inputs: Iterable[str | Path], spec: dict[str, Any]) -> list[Mea
             out.append(Measurement(run["dataset"], "", run["arch"], run["method"], int(run["seed"]), "final",
                                    run["noise"], float(gap), None, {"noise": run["noise"]}, run["spec"]))
         return out
+    configured = spec.get("attack_configs") or {}
     for path in inputs:
         r = _load_json(Path(path))
         base = dict(dataset=r["dataset"], noise=r["noise"], arch=r["arch"], method=r["method"], seed=int(r["seed"]),
                     checkpoint=r["checkpoint"], run_spec=r.get("run_spec", {}))
         if kind == "accuracy":
-            out.append(Measurement(**base, column=r["attack"], value=100 * r["accuracy"], n=r["n"], measure=r["params"]))
+            out.append(Measurement(**base, column=r["attack"], value=100 * r["accuracy"], n=r["n"],
+                                   measure=configured.get(r["attack"], r["params"]), params=r["params"]))
         elif kind == "transfer":
             source = {"arch": r["source"]["arch"], "method": r["source"]["method"]}
             out.append(Measurement(**base, column=f"{r['source_name']} · {r['attack']}", value=100 * r["accuracy"],
-                                   n=r["n"], measure={**r["params"], "source": source}))
+                                   n=r["n"], measure={**configured.get(r["attack"], r["params"]), "source": source},
+                                   params=r["params"]))
         elif kind == "calibration":
             for name, res in r["inputs"].items():
-                out.append(Measurement(**base, column=name, value=res["ece"], n=r["n"], measure=res["params"]))
+                out.append(Measurement(**base, column=name, value=res["ece"], n=r["n"],
+                                       measure=configured.get(name, res["params"]), params=res["params"]))
     return out
 
 
@@ -193,7 +199,8 @@ def make_table(inputs: Iterable[str | Path], spec: dict[str, Any], out_md: str |
     if spec["kind"] == "sanity":
         md, frame = sanity_table(inputs, spec)
         save_text(frame.to_csv(index=False), out_md.with_suffix(".csv"))
-        save_text(tabulate(frame, headers="keys", tablefmt="latex_booktabs", showindex=False) + "\n", out_md.with_suffix(".tex"))
+        rows = [[f"{v:.2f}" if isinstance(v, float) else v for v in row] for row in frame.itertuples(index=False)]
+        save_text(_latex_table(list(frame.columns), rows, spec.get("title") or spec["name"]), out_md.with_suffix(".tex"))
         save_text(md, out_md)
         return md
     table = pubs.sources().get(spec.get("published") or "", None)
@@ -248,9 +255,7 @@ def make_table(inputs: Iterable[str | Path], spec: dict[str, Any], out_md: str |
                         "comparable": (not cmp_.why_not) if cmp_ else None,
                         "why_not_comparable": "; ".join(cmp_.why_not) if cmp_ else "",
                     })
-        title = " · ".join(str(b) for b in bkey if b) if spec["kind"] != "noise-gap" else f"{bkey[0]} · {bkey[1]}"
-        if spec["kind"] != "noise-gap":
-            title = f"{bkey[0]} · noise {bkey[1]} · {bkey[2]}"
+        title = f"{bkey[0]} · {bkey[1]}" if spec["kind"] == "noise-gap" else f"{bkey[0]} · noise {bkey[1]} · {bkey[2]}"
         blocks.append((title, header, lines))
 
     md = _markdown(spec, table, blocks, comparisons, value_kind, ddof)
@@ -321,7 +326,7 @@ def _compare(table: dict[str, Any], key: tuple, info: dict[str, Any], cells: dic
                 continue
             relevant = [m for m in sample if p in ("Diff", "value") or m.checkpoint == ckpt] or sample
             why = sorted({w for m in relevant for w in pubs.not_comparable(
-                table, dataset=key[0], run_spec=m.run_spec, n=m.n, params=m.measure if m.measure.get("kind") else None)})
+                table, dataset=key[0], run_spec=m.run_spec, n=m.n, params=m.params or None, configured=m.measure)})
             seeds_needed = table["setting"].get("seeds")
             cell = cells[(c, p)]
             if seeds_needed and cell.seeds < seeds_needed:
@@ -389,18 +394,45 @@ NOTES = {
 
 
 def _latex(spec: dict[str, Any], blocks) -> str:
-    out = []
-    for title, header, lines in blocks:
-        body = tabulate(lines, headers=header, tablefmt="latex_booktabs", disable_numparse=True,
-                        colalign=["left"] + ["right"] * (len(header) - 1))
-        caption = (spec.get("title") or spec["name"]) + f" — {title}"
-        out.append("\\begin{table}[t]\n\\centering\n\\small\n" + body + f"\n\\caption{{{_tex_escape(caption)}}}\n"
-                   "\\end{table}\n")
-    return "\n".join(out).replace("±", "$\\pm$").replace("−", "$-$").replace("↳", "$\\hookrightarrow$").replace("Δ", "$\\Delta$")
+    name = spec.get("title") or spec["name"]
+    return "\n".join(_latex_table(header, lines, f"{name} — {title}") for title, header, lines in blocks)
 
 
-def _tex_escape(text: str) -> str:
-    return text.replace("&", "\\&").replace("%", "\\%").replace("_", "\\_").replace("#", "\\#")
+_NUMBER = re.compile(r"^\s*([-+−]?\d[\d.,]*\s*(±\s*\d[\d.,]*)?|n/a|n/c†?)?\s*$")
+_TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                "±": r"$\pm$", "−": r"$-$", "↳": r"$\hookrightarrow$", "Δ": r"$\Delta$", "†": r"\dag{}"}
+
+
+def _tex(text: Any) -> str:
+    return "".join(_TEX_SPECIAL.get(ch, ch) for ch in str(text))
+
+
+def _latex_table(header: list[str], lines: list[list[Any]], caption: str) -> str:
+    """One booktabs table (needs ``\\usepackage{booktabs}``): caption above, columns of
+    numbers right-aligned, and "ATTACK Best/Final/Diff" columns grouped under one
+    ATTACK heading, as the papers print them."""
+    groups: list[tuple[str, list[int]]] = []
+    for i, h in enumerate(header):
+        label, _, part = str(h).rpartition(" ")
+        label = label if part in ("Best", "Final", "Diff") and i > 0 else ""
+        if label and groups and groups[-1][0] == label:
+            groups[-1][1].append(i)
+        else:
+            groups.append((label, [i]))
+    align = "".join("r" if i and all(_NUMBER.match(str(row[i])) for row in lines) else "l" for i in range(len(header)))
+    head = []
+    if any(label for label, _ in groups):
+        head.append(" & ".join(f"\\multicolumn{{{len(cols)}}}{{c}}{{{_tex(label)}}}" if label else " & ".join([""] * len(cols))
+                               for label, cols in groups) + " \\\\")
+        head.append(" ".join(f"\\cmidrule(lr){{{cols[0] + 1}-{cols[-1] + 1}}}" for label, cols in groups if label))
+        header = [str(h).rpartition(" ")[2] if any(label and i in cols for label, cols in groups) else h
+                  for i, h in enumerate(header)]
+    head.append(" & ".join(_tex(h) for h in header) + " \\\\")
+    body = [" & ".join(_tex(c) for c in row) + " \\\\" for row in lines]
+    return "\n".join(["\\begin{table}[t]", "\\centering", "\\small", f"\\caption{{{_tex(caption)}}}",
+                      f"\\begin{{tabular}}{{{align}}}", "\\toprule", *head, "\\midrule", *body, "\\bottomrule",
+                      "\\end{tabular}", "\\end{table}", ""])
 
 
 def sanity_table(inputs: list[Path], spec: dict[str, Any]) -> tuple[str, pd.DataFrame]:

@@ -2,7 +2,19 @@
 # soften.layout; each job's command and params from soften.jobs, the same code the
 # generated dvc.yaml is made from (python -m soften dvc_pipeline).
 import os
+import shlex
+import sys
 from pathlib import Path
+
+# The workflow runs its own source tree: Snakemake imports soften from it here, and
+# every job's shell puts it first on PYTHONPATH. So a job runs this checkout's code
+# whether it runs in the project's venv, on a cluster node, or in the conda env of
+# envs/soften.yaml under `--sdm conda` (which installs the dependencies, not soften:
+# Snakemake builds that env from a copy of the file, where no path to the source resolves).
+SRC = str(Path(workflow.basedir).parent / "src")
+sys.path.insert(0, SRC)
+# (Snakemake formats the prefix like a shell command: {{ }} stands for a literal brace.)
+shell.prefix(f"export PYTHONPATH={shlex.quote(SRC)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 
 import soften.config as sc
 from soften import jobs as J
@@ -24,6 +36,13 @@ CFG = _load_config()
 config.clear()
 config.update(CFG)
 EXPERIMENTS = list(CFG["experiments"])
+# keep_checkpoints: false (the smoke scale) deletes checkpoints once read, and a
+# finished training job its resume state (soften.stages.train reads this variable).
+os.environ["SOFTEN_KEEP_CHECKPOINTS"] = "1" if CFG["keep_checkpoints"] else "0"
+
+
+def checkpoint_output(path):
+    return path if CFG["keep_checkpoints"] else temp(path)
 
 
 # Jobs resolve `device` themselves (a login node may have no GPU while compute
@@ -39,10 +58,11 @@ def _host_has_cuda():
 
 
 GPU_JOBS = 1 if CFG["device"].startswith("cuda") or (CFG["device"] == "auto" and _host_has_cuda()) else 0
-# Jobs read their device from the environment, not from their command or params:
-# `--config device=cuda` moves jobs without rerunning them (remote jobs re-read the
-# Snakefile, so they get it too).
-os.environ.update(SOFTEN_DEVICE=CFG["device"])
+# Jobs read where they run (device, GPU sharing) and whether they report to TensorBoard
+# from the environment, not from their command or params: `--config device=cuda` moves
+# jobs without rerunning them (remote jobs re-read the Snakefile, so they get it too).
+os.environ.update(SOFTEN_DEVICE=CFG["device"], SOFTEN_GPU_SLOTS=str(CFG["gpu_slots_per_device"]),
+                  SOFTEN_TRACKING=CFG["tracking"])
 
 
 wildcard_constraints:
@@ -67,5 +87,5 @@ def experiment_outputs(name):
 
 
 # Every rule's software environment: used only with --sdm conda (the default route
-# is the project's virtual environment, on PATH).
+# is the project's virtual environment, on PATH). soften itself comes from SRC above.
 CONDA_ENV = "../envs/soften.yaml"

@@ -10,8 +10,8 @@ rule train:
         noise=rules.noise.output.npz,
         teachers=lambda wc: J.teacher_checkpoints(CFG, wc_run(wc)),
     output:
-        best=L.checkpoint_path(CFG, W, "best"),
-        final=L.checkpoint_path(CFG, W, "final"),
+        best=checkpoint_output(L.checkpoint_path(CFG, W, "best")),
+        final=checkpoint_output(L.checkpoint_path(CFG, W, "final")),
         history=L.history_path(CFG, W),
     log:
         L.run_log_path(CFG, "train", W),

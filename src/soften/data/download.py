@@ -28,12 +28,14 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from soften.errors import SoftenError
+
 log = logging.getLogger("soften.download")
 
 USER_AGENT = "soften (+https://github.com/; dataset fetch)"
 
 
-class ChecksumError(RuntimeError):
+class ChecksumError(SoftenError, RuntimeError):
     """A file's md5 differs from the expected one."""
 
     def __init__(self, name: str, expected: str, actual: str, detail: str = ""):
