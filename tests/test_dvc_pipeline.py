@@ -231,10 +231,14 @@ def test_placement_comes_from_flags_then_environment_then_spec(monkeypatch):
 
     from soften.__main__ import _placed
 
-    monkeypatch.delenv("SOFTEN_DEVICE", raising=False)
-    monkeypatch.delenv("SOFTEN_THREADS", raising=False)
-    assert _placed({"lr": 0.1}, Namespace()) == {"lr": 0.1, "device": "auto", "threads": 1}
+    for env in ("SOFTEN_DEVICE", "SOFTEN_THREADS", "SOFTEN_GPU_SLOTS", "SOFTEN_TRACKING"):
+        monkeypatch.delenv(env, raising=False)
+    assert _placed({"lr": 0.1}, Namespace()) == {"lr": 0.1, "device": "auto", "threads": 1, "gpu_slots": 1}
     monkeypatch.setenv("SOFTEN_DEVICE", "cpu")
     monkeypatch.setenv("SOFTEN_THREADS", "3")
-    assert _placed({}, Namespace(device=None, threads=None)) == {"device": "cpu", "threads": 3}
-    assert _placed({}, Namespace(device="cuda:1", threads=2)) == {"device": "cuda:1", "threads": 2}
+    monkeypatch.setenv("SOFTEN_GPU_SLOTS", "4")
+    monkeypatch.setenv("SOFTEN_TRACKING", "tensorboard")
+    assert _placed({}, Namespace(device=None, threads=None)) == \
+        {"device": "cpu", "threads": 3, "gpu_slots": 4, "tracking": "tensorboard"}
+    assert _placed({}, Namespace(device="cuda:1", threads=2, gpu_slots=2, tracking="none")) == \
+        {"device": "cuda:1", "threads": 2, "gpu_slots": 2, "tracking": "none"}

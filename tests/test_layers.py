@@ -27,13 +27,15 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 LAYERS = [
     {"soften", "soften.io", "soften.devices", "soften.noise", "soften.errors", "soften.codedeps", "soften.layout",
+     "soften.lifetime",
      "soften.attack_kinds", "soften.attacks"},
-    {"soften.models", "soften.data", "soften.published", "soften.tables", "soften.plots"},
+    {"soften.models", "soften.data", "soften.published", "soften.tables", "soften.table_html", "soften.plots"},
     {"soften.labels", "soften.evaluation"},
     {"soften.training"},
     {"soften.config"},
-    {"soften.show", "soften.jobs", "soften.dvc_pipeline"},
+    {"soften.show", "soften.jobs", "soften.dvc_pipeline", "soften.robustbench"},
     {"soften.stages"},
+    {"soften.bench", "soften.plan"},   # commands that run stages or read benchmarks
     {"soften.__main__"},
 ]
 

@@ -55,7 +55,7 @@ EXAMPLES = {
     "export_robustbench": f"python -m soften export_robustbench {_RUN} --out export/pgd-at-digits",
     "bench": "python -m soften bench --quick",
     "plan": "python -m soften plan --configfile config/sglr.yaml",
-    "dvc_pipeline": "python -m soften dvc_pipeline --configfile config/config.yaml > dvc.yaml",
+    "dvc_pipeline": "python -m soften dvc_pipeline --configfile config/config.yaml --out dvc.yaml",
     "show-config": "python -m soften show-config --configfile config/sglr.yaml --run cifar10/none/resnet18/pgd-at+sglr/seed0",
 }
 
@@ -233,6 +233,8 @@ def _inputs(args, files_of) -> list[str]:
 
 
 def cmd_tables(args):
+    """``tables``: one experiment's table from its inputs (default: where the pipeline writes
+    them), into ``--out`` (.md; .csv, .tex and .html beside it); prints the Markdown."""
     from soften.layout import experiment_inputs
 
     spec = _table_spec(args)  # first: it names an unknown experiment
@@ -283,6 +285,7 @@ def cmd_show_config(args):
 
 
 def cmd_bench(args):
+    """``bench``: training and evaluation cost on this machine (soften.bench), JSON + Markdown."""
     from soften import bench
 
     result = bench.run_suite(device=args.device or "auto", quick=args.quick, threads=args.threads,
@@ -296,6 +299,7 @@ def cmd_bench(args):
 
 
 def cmd_plan(args):
+    """``plan``: an experiment file's runs, those still to train, and the GPU-hours left (soften.plan)."""
     from soften import plan
 
     if not _configfiles(args):

@@ -101,6 +101,7 @@ class _WriteRecorder:
         self._fh, self.error = fh, None
 
     def write(self, data) -> int:
+        """Write through; remember the first OSError."""
         try:
             return self._fh.write(data)
         except OSError as err:
@@ -108,6 +109,7 @@ class _WriteRecorder:
             raise
 
     def flush(self) -> None:
+        """Flush the wrapped file."""
         self._fh.flush()
 
 
@@ -170,22 +172,26 @@ def sidecar_path(path: str | os.PathLike) -> str:
 
 
 def save_json(obj: Any, path: str | os.PathLike) -> None:
+    """``obj`` as indented JSON with sorted keys (and a final newline), atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 def save_text(text: str, path: str | os.PathLike) -> None:
+    """``text`` to ``path``, atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
 
 
 def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
+    """Compressed npz of ``arrays``, atomically (zip members dated 1980-01-01 by zipfile: deterministic)."""
     # np.savez appends ".npz" to names without it, so write through a file object.
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(fh, **arrays)
 
 
 def file_digest(path: str | os.PathLike, algorithm: str = "sha256", chunk: int = 1 << 20) -> str:
+    """Hex digest of a file's bytes (sha256 unless ``algorithm`` names another hashlib algorithm)."""
     h = hashlib.new(algorithm)
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(chunk), b""):

@@ -302,7 +302,7 @@ def _exists(path: str) -> bool:
 
 def plan(cfg: dict[str, Any], figures: Figures) -> dict[str, Any]:
     """Per experiment and in all: runs, runs still to train, GPU-hours left (training + evaluation)."""
-    from soften.config import required_runs, run_label
+    from soften.config import required_runs
 
     hours_of: dict[layout.Run, float] = {}
 
@@ -318,11 +318,11 @@ def plan(cfg: dict[str, Any], figures: Figures) -> dict[str, Any]:
         evals = [(path, h) for _, path, h in evaluation_jobs(cfg, name, figures) if not _exists(path)]
         all_evals.update(evals)
         rows.append(ExperimentCost(name, len(runs), len(new), sum(hours(r) for r in new), sum(h for _, h in evals),
-                                   [run_label(r) for r in new]))
+                                   [r.label for r in new]))
     every = required_runs(cfg)
     new = [r for r in every if not _exists(layout.checkpoint_path(cfg, r, "final"))]
     total = ExperimentCost("all (shared runs once)", len(every), len(new), sum(hours(r) for r in new),
-                           sum(all_evals.values()), [run_label(r) for r in new])
+                           sum(all_evals.values()), [r.label for r in new])
     return {"figures": figures, "experiments": rows, "total": total, "scale": cfg["scale"]}
 
 

@@ -61,8 +61,9 @@ GPU_JOBS = 1 if CFG["device"].startswith("cuda") or (CFG["device"] == "auto" and
 # Jobs read where they run (device, GPU sharing) and whether they report to TensorBoard
 # from the environment, not from their command or params: `--config device=cuda` moves
 # jobs without rerunning them (remote jobs re-read the Snakefile, so they get it too).
-os.environ.update(SOFTEN_DEVICE=CFG["device"], SOFTEN_GPU_SLOTS=str(CFG["gpu_slots_per_device"]),
-                  SOFTEN_TRACKING=CFG["tracking"])
+os.environ.update(
+    SOFTEN_DEVICE=CFG["device"], SOFTEN_GPU_SLOTS=str(CFG["gpu_slots_per_device"]), SOFTEN_TRACKING=CFG["tracking"]
+)
 
 
 wildcard_constraints:

@@ -13,6 +13,7 @@ report: "../report/workflow.rst"
 def report_category(wc):
     """The experiment's report category: its title up to the colon ("SGLR Table 2")
     when no other experiment shares that prefix, else its name."""
+
     def prefix(name):
         return (CFG["experiments"][name].get("title") or name).split(":")[0].strip()
 
@@ -33,12 +34,27 @@ rule tables:
         lambda wc: L.experiment_inputs(CFG, wc.experiment),
     output:
         md=TABLE_PATHS["md"],
-        html=report(TABLE_PATHS["html"], caption="../report/table.rst", category=report_category,
-                    subcategory="table", labels=report_labels("table")),
-        csv=report(TABLE_PATHS["csv"], caption="../report/table-csv.rst", category=report_category,
-                   subcategory="table", labels=report_labels("table, tidy CSV")),
-        tex=report(TABLE_PATHS["tex"], caption="../report/table-tex.rst", category=report_category,
-                   subcategory="table", labels=report_labels("table, LaTeX")),
+        html=report(
+            TABLE_PATHS["html"],
+            caption="../report/table.rst",
+            category=report_category,
+            subcategory="table",
+            labels=report_labels("table"),
+        ),
+        csv=report(
+            TABLE_PATHS["csv"],
+            caption="../report/table-csv.rst",
+            category=report_category,
+            subcategory="table",
+            labels=report_labels("table, tidy CSV"),
+        ),
+        tex=report(
+            TABLE_PATHS["tex"],
+            caption="../report/table-tex.rst",
+            category=report_category,
+            subcategory="table",
+            labels=report_labels("table, LaTeX"),
+        ),
     log:
         L.log_path(CFG, "tables", "{experiment}"),
     conda:
@@ -54,8 +70,13 @@ rule figures:
     input:
         lambda wc: L.figure_inputs(CFG, wc.experiment),
     output:
-        report(L.figure_path(CFG, "{experiment}"), caption="../report/figure.rst", category=report_category,
-               subcategory="figure", labels=report_labels("figure")),
+        report(
+            L.figure_path(CFG, "{experiment}"),
+            caption="../report/figure.rst",
+            category=report_category,
+            subcategory="figure",
+            labels=report_labels("figure"),
+        ),
     log:
         L.log_path(CFG, "figures", "{experiment}"),
     conda:
