@@ -1,14 +1,17 @@
 # Two entry points for a fresh machine:
 #   make demo   set up .venv, run the whole pipeline on config/config.yaml, print the table
-#   make test   set up .venv, run the test suite
+#   make test   set up .venv, lint the workflow, run the test suite
 # and `make demo-full`: the demo plus config/demo-full.yaml (every method, clean labels).
+# And two for maintainers:
+#   make dvc.yaml   regenerate the DVC pipeline from the default config (a test checks it is current)
+#   make dvc.lock   run that pipeline with DVC (the whole demo, ~1 CPU-hour) and record its hashes
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(CURDIR)/$(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 CORES  ?= all
 
-.PHONY: setup demo demo-full test test-fast lint bench clean
+.PHONY: setup demo demo-full test test-fast lint bench bench-gpu clean dvc.yaml dvc.lock
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,18 +28,33 @@ demo-full: setup
 	PATH="$(BIN):$$PATH" snakemake all --cores $(CORES) --configfile config/config.yaml config/demo-full.yaml
 	@cat results/tables/main.md results/tables/methods.md
 
-test: setup
+test: setup lint
 	PATH="$(BIN):$$PATH" $(BIN)/python -m pytest
 
 test-fast: setup
 	PATH="$(BIN):$$PATH" $(BIN)/python -m pytest -m "not slow"
 
+# Seconds: the workflow's lints on the .test/ config, and its formatting.
 lint: setup
-	PATH="$(BIN):$$PATH" snakemake --lint
+	PATH="$(BIN):$$PATH" snakemake --lint --configfile .test/config/config.yaml
+	PATH="$(BIN):$$PATH" snakefmt --check workflow/
 
+dvc.yaml: setup
+	PATH="$(BIN):$$PATH" $(BIN)/python -m soften dvc_pipeline --configfile config/config.yaml --out dvc.yaml
+
+dvc.lock: dvc.yaml
+	PATH="$(BIN):$$PATH" DVC_NO_ANALYTICS=1 dvc repro
+
+# CPU regression check: soften's PGD-AT step and PGD-20 beside plain PyTorch + torchattacks,
+# per-method overheads (docs/performance.md).
 bench: setup
+	PATH="$(BIN):$$PATH" $(BIN)/python benchmarks/vs_torchattacks.py
 	PATH="$(BIN):$$PATH" $(BIN)/python benchmarks/train_step.py
 	PATH="$(BIN):$$PATH" $(BIN)/python benchmarks/demo_epoch.py
+
+# The suite for a GPU box (runs on CPU too): benchmarks/results/<device>.json + .md, read by `soften plan`.
+bench-gpu: setup
+	PATH="$(BIN):$$PATH" $(BIN)/python -m soften bench
 
 clean:
 	rm -rf results resources .snakemake

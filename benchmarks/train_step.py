@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from soften.attacks import model_mode, pgd
 from soften.data import augment_batch
 from soften.models import build_model
-from soften.training.loop import autocast_context
+from soften.training.speed import autocast_context
 
 
 def timeit(fn, device, repeats=5, warmup=2):

@@ -13,7 +13,7 @@ from _eval_fixtures import one_thread  # noqa: F401 (autouse)
 from soften.data import fetch_dataset, load_dataset_npz
 from soften.evaluation import (calibrate_checkpoint, craft_transfer, decode_mask, evaluate_checkpoint,
                                evaluate_transfer)
-from soften.io import save_torch
+from soften.io import file_digest, save_torch
 from soften.models import build_model
 from soften.models.checkpoint import model_checkpoint
 
@@ -33,7 +33,7 @@ def setup(tmp_path_factory):
         spec = {"dataset": "digits", "noise": "none", "arch": arch, "method": "standard", "seed": seed}
         path = tmp / name / "best.pt"
         save_torch(model_checkpoint(model.state_dict(), spec=spec, model_args={"arch": arch, "num_classes": 10, "in_channels": 1},
-                                    epoch=1, metrics={}), path)
+                                    epoch=1, metrics={}, dataset_sha256=file_digest(npz)), path)
         ckpts[name] = (path, model.eval())
     x = torch.tensor(arrays["x_test"]).permute(0, 3, 1, 2).float() / 255
     y = torch.tensor(arrays["y_test"])

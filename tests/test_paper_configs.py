@@ -17,6 +17,7 @@ import pytest
 
 from soften import layout
 from soften.config import load_config, required_runs, resolve_eval, resolve_run
+from soften.devices import PLACEMENT_KEYS
 
 REPO = Path(__file__).resolve().parents[1]
 EPS = 8 / 255          # SGLR §4, ADR §5.1
@@ -159,7 +160,7 @@ def test_snakemake_passes_the_librarys_specs_nothing_from_the_demo():
     assert len(got) == 12
     for spec in got:
         want = resolve_run(cfg, spec["dataset"], spec["noise"], spec["arch"], spec["method"], spec["seed"])
-        assert spec == {k: v for k, v in want.items() if k not in ("device", "threads")}
+        assert spec == {k: v for k, v in want.items() if k not in PLACEMENT_KEYS}  # passed outside the spec
         if "adr" in spec["method_params"]:
             assert spec["method_params"]["adr"]["ema_decay"] == 0.995   # the demo says 0.9
 

@@ -89,7 +89,10 @@ def test_sglr_config_smoke_end_to_end(archives, tmp_path):
     aa = eval_records(results, "eval/*-aa.json")
     assert aa and all(r["params"]["version"] == "standard" and not r["params"].get("settings") for r in aa)
     assert all(r["run_spec"]["scale"] == "smoke" for r in aa)
-    assert (results / "cifar10" / "none" / "wrn34-10" / "pgd-at+sglr" / "seed0" / "final.pt").exists()
+    wrn = results / "cifar10" / "none" / "wrn34-10" / "pgd-at+sglr" / "seed0"
+    assert (wrn / "history.csv").exists() and (wrn / "eval" / "final-aa.json").exists()
+    # keep_checkpoints is false at the smoke scale: read checkpoints and resume state are gone
+    assert not list(results.rglob("*.pt")) or all("transfer" in str(p) for p in results.rglob("*.pt"))
     assert len(list((results / "cifar10" / "transfer").rglob("*.pt"))) == 4           # 2 sources x 2 attacks
     assert list(results.rglob("calibration/*.json"))
     noise = json.loads((tmp_path / "resources-smoke" / "noise" / "cifar10" / "asymmetric-0.4.json").read_text())

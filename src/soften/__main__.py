@@ -6,6 +6,11 @@ same name and call the function of the same name in soften.stages. Each takes it
 settings either from an experiment file (``--configfile``) or, as Snakemake passes
 them, as a resolved JSON spec (``--spec``), so both routes run the same settings.
 ``show-config`` prints what an experiment file resolves to.
+
+A problem the user can fix (a bad config key, a missing, corrupt or foreign file, a
+diverged run, a full disk) is printed as one line, ``soften STAGE: error: ...``,
+and the command exits with status 2; ``-v`` adds the traceback. docs/troubleshooting.md
+lists the messages. Any other exception is a bug and keeps its traceback (status 1).
 """
 
 from __future__ import annotations
@@ -13,21 +18,44 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
 from soften import stages
-from soften.config import ConfigError
+from soften.errors import ConfigError, SoftenError
 
+log = logging.getLogger("soften")
+
+#: What the CLI reports as one line with exit status 2. ValueError covers the checks
+#: that raise it with a message naming the value; OSError a missing or unwritable path.
+USER_ERRORS = (SoftenError, ConfigError, ValueError, OSError)
+
+#: One example per command, on the CPU demo's files (tests/test_cli.py parses each one).
+_RUN = "results/digits/none/cnn/pgd-at/seed0"
+_DEMO = "--configfile config/config.yaml --dataset digits"
+_NPZ = "--dataset-npz resources/datasets/digits.npz"
 EXAMPLES = {
-    "fetch": "python -m soften fetch --configfile config/config.yaml --dataset digits --out resources/datasets/digits.npz",
+    "fetch": f"python -m soften fetch {_DEMO} --out resources/datasets/digits.npz",
     "noise": "python -m soften noise --dataset-npz resources/datasets/digits.npz --noise symmetric-0.4 "
              "--out resources/noise/digits/symmetric-0.4.npz",
-    "train": "python -m soften train --configfile config/config.yaml --dataset digits --noise none --arch cnn "
-             "--method pgd-at --seed 0 --out results/digits/none/cnn/pgd-at/seed0",
-    "evaluate": "python -m soften evaluate --configfile config/config.yaml --attack pgd20 "
-                "--checkpoint results/digits/none/cnn/pgd-at/seed0/best.pt --dataset-npz resources/datasets/digits.npz "
-                "--out best-pgd20.json",
+    "train": f"python -m soften train {_DEMO} --noise none --arch cnn --method pgd-at --seed 0 --out {_RUN}",
+    "evaluate": f"python -m soften evaluate {_DEMO} --attack natural,pgd20 --checkpoint {_RUN}/best.pt {_NPZ} "
+                f"--out best-natural.json best-pgd20.json",
+    "evaluate_attack": f"python -m soften evaluate_attack {_DEMO} --attack aa --checkpoint {_RUN}/best.pt {_NPZ} "
+                       f"--out best-aa.json",
+    "calibrate": f"python -m soften calibrate {_DEMO} --checkpoint {_RUN}/best.pt {_NPZ} --out calibration-best.json",
+    "sanity": f"python -m soften sanity {_DEMO} --checkpoint {_RUN}/best.pt {_NPZ} --out sanity-best.json",
+    "craft_transfer": f"python -m soften craft_transfer {_DEMO} --source cnn-at-s100 --attack pgd10 "
+                      f"--checkpoint results/digits/none/cnn/pgd-at/seed100/best.pt {_NPZ} --out pgd10.pt",
+    "evaluate_transfer": f"python -m soften evaluate_transfer --checkpoint {_RUN}/best.pt --crafted pgd10.pt "
+                         f"--out best-pgd10.json",
+    "tables": "python -m soften tables --configfile config/config.yaml --experiment main --out main.md",
+    "figures": "python -m soften figures --configfile config/config.yaml --experiment main --out main.png",
+    "export_robustbench": f"python -m soften export_robustbench {_RUN} --out export/pgd-at-digits",
+    "bench": "python -m soften bench --quick",
+    "plan": "python -m soften plan --configfile config/sglr.yaml",
+    "dvc_pipeline": "python -m soften dvc_pipeline --configfile config/config.yaml --out dvc.yaml",
     "show-config": "python -m soften show-config --configfile config/sglr.yaml --run cifar10/none/resnet18/pgd-at+sglr/seed0",
 }
 
@@ -37,6 +65,7 @@ def _configfiles(args) -> list[str]:
 
 
 def _load(args):
+    """The config from ``--configfile``/``--config`` (the route without ``--spec``)."""
     from soften.config import load_config
 
     if not _configfiles(args):
@@ -56,23 +85,47 @@ def _overrides(args) -> dict:
     return out
 
 
+#: Environment variables that place a job when its command line does not (the DVC route:
+#: ``SOFTEN_DEVICE=cuda dvc repro``), so that moving jobs changes no DVC command.
+PLACEMENT_ENV = {"device": "SOFTEN_DEVICE", "threads": "SOFTEN_THREADS", "gpu_slots": "SOFTEN_GPU_SLOTS",
+                 "tracking": "SOFTEN_TRACKING"}
+
+
 def _placed(spec: dict, args) -> dict:
-    """Where a job runs is not part of its spec's identity: --device/--threads set it."""
+    """Where a job runs is not part of its spec's identity. It comes from --device/--threads/
+    --gpu-slots/--tracking, else $SOFTEN_DEVICE/$SOFTEN_THREADS/$SOFTEN_GPU_SLOTS/
+    $SOFTEN_TRACKING, else the spec, else auto, 1 thread, 1 slot per GPU, no tracking."""
     spec = dict(spec)
-    if getattr(args, "device", None):
-        spec["device"] = args.device
-    if getattr(args, "threads", None):
-        spec["threads"] = args.threads
+    for key, env in PLACEMENT_ENV.items():
+        value = getattr(args, key, None) or os.environ.get(env)
+        if value:
+            spec[key] = int(value) if key in ("threads", "gpu_slots") else value
     spec.setdefault("device", "auto")
     spec.setdefault("threads", 1)
+    spec.setdefault("gpu_slots", 1)
     return spec
 
 
+def _json(text: str, flag: str):
+    try:
+        return json.loads(text)
+    except ValueError as err:
+        raise ConfigError(f"{flag} is not valid JSON ({err})") from None
+
+
 def _spec(args, resolver):
+    """The job's spec: ``--spec`` JSON as Snakemake and DVC pass it, else
+    ``resolver(soften.config, cfg)`` on the ``--configfile`` config. Only the latter
+    imports soften.config, so a pipeline job runs no config code (soften.codedeps)."""
     if args.spec:
-        spec = json.loads(args.spec)
+        spec = _json(args.spec, "--spec")
     else:
-        spec = resolver(_load(args))
+        from soften import config
+
+        cfg = _load(args)
+        spec = resolver(config, cfg)
+        if not getattr(args, "gpu_slots", None) and not os.environ.get(PLACEMENT_ENV["gpu_slots"]):
+            args.gpu_slots = cfg.get("gpu_slots_per_device", 1)
     return [_placed(s, args) for s in spec] if isinstance(spec, list) else _placed(spec, args)
 
 
@@ -83,11 +136,13 @@ def _required(args, *names):
 
 
 def cmd_fetch(args):
-    from soften.config import fetch_entry
-
+    """``fetch``: the dataset entry from ``--entry`` JSON (or ``--configfile``) into ``--out`` (npz +
+    json); prints dataset, splits, sha256."""
     if args.entry:
-        entry = json.loads(args.entry)
+        entry = _json(args.entry, "--entry")
     else:
+        from soften.config import fetch_entry
+
         cfg = _load(args)
         if args.dataset not in cfg["datasets"]:
             raise ConfigError(f"dataset {args.dataset!r} has no entry under 'datasets' in {', '.join(_configfiles(args))}")
@@ -97,69 +152,70 @@ def cmd_fetch(args):
 
 
 def cmd_noise(args):
+    """``noise``: noisy training labels of ``--dataset-npz`` under ``--noise`` into ``--out``; prints
+    the draw's summary."""
     print(json.dumps(stages.noise(args.dataset_npz, args.noise, args.seed, args.out)))
 
 
 def cmd_train(args):
-    from soften.config import resolve_run
-
+    """``train``: one run from ``--spec`` (or ``--configfile`` and the run's fields) into ``--out``,
+    resuming from its last.pt."""
     if not args.spec:
         _required(args, "dataset", "noise", "arch", "method")
-    spec = _spec(args, lambda cfg: resolve_run(cfg, args.dataset, args.noise, args.arch, args.method, args.seed))
+    spec = _spec(args, lambda c, cfg: c.resolve_run(cfg, args.dataset, args.noise, args.arch, args.method, args.seed))
     stages.train(spec, args.out, stop_after_epoch=args.stop_after_epoch)
 
 
 def cmd_evaluate(args):
-    from soften.config import resolve_eval
-
+    """``evaluate``: each ``--checkpoint`` under each attack spec, one ``--out`` JSON per pair, checkpoint-major."""
     if not args.spec:
         _required(args, "dataset", "attack")
-    specs = _spec(args, lambda cfg: [resolve_eval(cfg, args.dataset, a) for a in args.attack.split(",")])
+    specs = _spec(args, lambda c, cfg: [c.resolve_eval(cfg, args.dataset, a) for a in args.attack.split(",")])
     stages.evaluate(args.checkpoint, args.dataset_npz, specs if isinstance(specs, list) else [specs], args.out)
 
 
 def cmd_evaluate_attack(args):
-    from soften.config import resolve_eval
-
+    """``evaluate_attack``: one ``--checkpoint`` under one attack, into one ``--out`` JSON."""
     if not args.spec:
         _required(args, "dataset", "attack")
     stages.evaluate_attack(args.checkpoint[0], args.dataset_npz,
-                           _spec(args, lambda cfg: resolve_eval(cfg, args.dataset, args.attack)), args.out[0])
+                           _spec(args, lambda c, cfg: c.resolve_eval(cfg, args.dataset, args.attack)), args.out[0])
 
 
 def cmd_calibrate(args):
-    from soften.config import resolve_calibration
-
+    """``calibrate``: ECE and reliability data of each ``--checkpoint``, one ``--out`` JSON each."""
     if not args.spec:
         _required(args, "dataset")
-    stages.calibrate(args.checkpoint, args.dataset_npz, _spec(args, lambda cfg: resolve_calibration(cfg, args.dataset)), args.out)
+    stages.calibrate(args.checkpoint, args.dataset_npz,
+                     _spec(args, lambda c, cfg: c.resolve_calibration(cfg, args.dataset)), args.out)
 
 
 def cmd_sanity(args):
-    from soften.config import resolve_sanity
-
+    """``sanity``: gradient-masking checks of each ``--checkpoint``, one ``--out`` JSON each."""
     if not args.spec:
         _required(args, "dataset")
-    stages.sanity(args.checkpoint, args.dataset_npz, _spec(args, lambda cfg: resolve_sanity(cfg, args.dataset)), args.out)
+    stages.sanity(args.checkpoint, args.dataset_npz, _spec(args, lambda c, cfg: c.resolve_sanity(cfg, args.dataset)),
+                  args.out)
 
 
 def cmd_craft_transfer(args):
-    from soften.config import resolve_transfer
-
+    """``craft_transfer``: a transfer set crafted on ``--checkpoint`` into ``--out`` (.pt); prints its meta."""
     if not args.spec:
         _required(args, "dataset", "source", "attack")
-    spec = _spec(args, lambda cfg: resolve_transfer(cfg, args.dataset, args.source, args.attack))
+    spec = _spec(args, lambda c, cfg: c.resolve_transfer(cfg, args.dataset, args.source, args.attack))
     print(json.dumps(stages.craft_transfer(args.checkpoint, args.dataset_npz, spec, args.out)))
 
 
 def cmd_evaluate_transfer(args):
+    """``evaluate_transfer``: each ``--checkpoint`` on each ``--crafted`` set, one ``--out`` JSON per
+    pair, checkpoint-major."""
     spec = _placed({"batch_size": args.batch_size}, args)
     stages.evaluate_transfer(args.checkpoint, args.crafted, args.out, spec)
 
 
 def _table_spec(args):
     if args.spec:
-        return json.loads(args.spec)
+        return _json(args.spec, "--spec")
     from soften.config import table_spec
 
     if not args.experiment:
@@ -167,19 +223,90 @@ def _table_spec(args):
     return table_spec(_load(args), args.experiment)
 
 
+def _inputs(args, files_of) -> list[str]:
+    """The files given, or with --configfile the ones the experiment is made from."""
+    if args.inputs:
+        return args.inputs
+    if args.spec or not args.experiment:
+        raise ConfigError("give the input files, or --configfile FILE with --experiment NAME")
+    return files_of(_load(args), args.experiment)
+
+
 def cmd_tables(args):
-    print(stages.tables(args.inputs, _table_spec(args), args.out))
+    """``tables``: one experiment's table from its inputs (default: where the pipeline writes
+    them), into ``--out`` (.md; .csv, .tex and .html beside it); prints the Markdown."""
+    from soften.layout import experiment_inputs
+
+    spec = _table_spec(args)  # first: it names an unknown experiment
+    print(stages.tables(_inputs(args, experiment_inputs), spec, args.out))
 
 
 def cmd_figures(args):
-    print(stages.figures(args.inputs, _table_spec(args), args.out))
+    """``figures``: one experiment's figure from its inputs, into ``--out`` (.png); prints the path."""
+    from soften.layout import figure_inputs
+
+    spec = _table_spec(args)
+    print(stages.figures(_inputs(args, figure_inputs), spec, args.out))
+
+
+def cmd_export_robustbench(args):
+    """``export_robustbench``: a run's checkpoint as a RobustBench model card, state_dict and model.py."""
+    from soften.robustbench import export
+
+    paper = {"link": args.link, "name": args.title, "authors": args.authors, "venue": args.venue}
+    print(json.dumps(export(args.run_dir, args.out, checkpoint=args.checkpoint, name=args.name, paper=paper), indent=1))
+
+
+def cmd_dvc_pipeline(args):
+    """``dvc_pipeline``: the dvc.yaml of a config (soften.dvc_pipeline), to stdout or ``--out``."""
+    from soften.config import load_config
+    from soften.dvc_pipeline import render
+
+    files = _configfiles(args) or ["config/config.yaml"]
+    overrides = _overrides(args)
+    label = " --configfile ".join(files) + "".join(f" --config {k}={v}" for k, v in (args.config or []) and
+                                                  [i.partition("=")[::2] for i in args.config])
+    text = render(load_config(files, overrides), label, args.root)
+    if args.out:
+        from soften.io import save_text
+
+        save_text(text, args.out)
+    else:
+        print(text, end="")
 
 
 def cmd_show_config(args):
+    """``show-config``: a config resolved with each value's origin, or one run's spec (``--run``), or
+    an experiment's runs."""
     from soften.show import show_config
 
     print(show_config(_configfiles(args) or ["config/config.yaml"], _overrides(args), run=args.run,
                       experiment=args.experiment), end="")
+
+
+def cmd_bench(args):
+    """``bench``: training and evaluation cost on this machine (soften.bench), JSON + Markdown."""
+    from soften import bench
+
+    result = bench.run_suite(device=args.device or "auto", quick=args.quick, threads=args.threads,
+                             mini_config=None if args.no_mini else args.mini_config,
+                             mini_overrides=_overrides(args) or None,
+                             log=lambda line: print(line, file=sys.stderr, flush=True),
+                             checkpoint=lambda partial: bench.write(partial, args.out))
+    js, md = bench.write(result, args.out)
+    print(md.read_text(), end="")
+    print(f"wrote {js} and {md}", file=sys.stderr)
+
+
+def cmd_plan(args):
+    """``plan``: an experiment file's runs, those still to train, and the GPU-hours left (soften.plan)."""
+    from soften import plan
+
+    if not _configfiles(args):
+        raise ConfigError("give --configfile FILE (an experiment file, e.g. config/sglr.yaml)")
+    cfg = _load(args)
+    estimate = plan.plan(cfg, plan.load_figures(args.bench, args.device_name))
+    print(plan.render(estimate, wide=args.runs), end="")
 
 
 def _add_config_args(s, required: bool = False):
@@ -192,6 +319,8 @@ def _add_config_args(s, required: bool = False):
 def _add_placement(s):
     s.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the spec's, else auto)")
     s.add_argument("--threads", type=int, help="CPU threads (default: the spec's, else 1)")
+    s.add_argument("--gpu-slots", type=int, help="soften jobs that may share one GPU (config gpu_slots_per_device; "
+                                                 "default 1)")
 
 
 def _sub(sub, name, helptext, func, *aliases):
@@ -204,6 +333,8 @@ def _sub(sub, name, helptext, func, *aliases):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser: one subcommand per stage (the Snakemake rule of the same name), plus
+    dvc_pipeline and show-config."""
     from soften import __version__
 
     p = argparse.ArgumentParser(prog="python -m soften", description=__doc__,
@@ -236,6 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="run directory")
     s.add_argument("--stop-after-epoch", type=int, default=None, help="stop after this epoch's checkpoint (as a kill would)")
     _add_placement(s)
+    s.add_argument("--tracking", choices=["none", "tensorboard"],
+                   help="per-epoch metrics to TensorBoard in RUN/tensorboard/ (default: the config's 'tracking', else none)")
 
     for name, helptext, func in (
         ("evaluate", "evaluate one checkpoint under attacks (natural, PGD, CW), one JSON each", cmd_evaluate),
@@ -252,10 +385,13 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--spec", help="resolved spec as JSON (what Snakemake passes; a list for evaluate)")
         _add_config_args(s)
         s.add_argument("--dataset", help="with --configfile: dataset name")
-        if name in ("evaluate", "evaluate_attack"):
-            s.add_argument("--attack", help="with --configfile: attack name(s) under evaluation.attacks, comma-separated")
+        if name == "evaluate":
+            s.add_argument("--attack", help="with --configfile: attack names under evaluation.attacks, comma-separated")
+        if name == "evaluate_attack":
+            s.add_argument("--attack", help="with --configfile: one attack name under evaluation.attacks, e.g. aa")
         s.add_argument("--out", required=True, nargs="+" if many else 1,
-                       help="output JSON" + (" per checkpoint (and attack), checkpoint-major" if many else ""))
+                       help={"evaluate": "one output JSON per checkpoint and attack, checkpoint-major",
+                             "evaluate_attack": "output JSON"}.get(name, "one output JSON per checkpoint"))
         _add_placement(s)
 
     s = _sub(sub, "craft_transfer", "craft a black-box transfer set on a source checkpoint", cmd_craft_transfer,
@@ -278,14 +414,54 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=int, default=512, help="evaluation batch size (speed only)")
     _add_placement(s)
 
-    for name, helptext, func in (("tables", "one experiment's table (.md, .csv, .tex)", cmd_tables),
-                                 ("figures", "one experiment's figure (.png)", cmd_figures)):
+    for name, helptext, func, out_help in (
+        ("tables", "one experiment's table (.md, with .csv, .tex and .html beside it)", cmd_tables,
+         "output .md (.csv, .tex and .html are written beside it)"),
+        ("figures", "one experiment's figure (.png)", cmd_figures, "output .png"),
+    ):
         s = _sub(sub, name, helptext, func)
-        s.add_argument("inputs", nargs="+", help="the experiment's result JSON / history.csv files")
+        s.add_argument("inputs", nargs="*", metavar="INPUT",
+                       help="the experiment's result JSON / history.csv files (default with --configfile: "
+                            "the files the experiment is made from, where the pipeline writes them)")
         s.add_argument("--spec", help="the experiment's table spec as JSON (what Snakemake passes)")
         _add_config_args(s)
-        s.add_argument("--experiment", help="with --configfile: the experiment's name")
-        s.add_argument("--out", required=True, help="output .md (tables; .csv and .tex beside it) or .png (figures)")
+        s.add_argument("--experiment", help="with --configfile: the experiment's name, e.g. main")
+        s.add_argument("--out", required=True, help=out_help)
+
+    s = _sub(sub, "export_robustbench", "export a run's checkpoint as a RobustBench claim: model card (JSON), "
+             "state_dict, and a model.py that loads it without soften", cmd_export_robustbench, "export-robustbench")
+    s.add_argument("run_dir", metavar="RUN_DIR", help="a trained and evaluated run, e.g. results/cifar10/none/resnet18/pgd-at+sglr/seed0")
+    s.add_argument("--out", required=True, metavar="DIR", help="output directory (created)")
+    s.add_argument("--checkpoint", choices=["best", "final"], default="best", help="which checkpoint (default best)")
+    s.add_argument("--name", help="model name (default soften_<dataset>_<noise>_<arch>_<method>_seed<k>_<checkpoint>)")
+    s.add_argument("--link", help="paper URL for the card (default: the method's paper, SGLR or ADR)")
+    s.add_argument("--title", help="paper title for the card's 'name' field")
+    s.add_argument("--authors", help="paper authors for the card")
+    s.add_argument("--venue", help="paper venue for the card, e.g. 'CVPR 2024'")
+
+    s = _sub(sub, "bench", "measure training and evaluation cost on this machine (JSON + Markdown in benchmarks/results)",
+             cmd_bench)
+    s.add_argument("--quick", action="store_true", help="tiny sizes, seconds on CPU (tests); figures estimate nothing")
+    s.add_argument("--out", default="benchmarks/results", help="output folder (default benchmarks/results)")
+    s.add_argument("--mini-config", default="config/cifar10-mini.yaml",
+                   help="experiment file of the real short run (default config/cifar10-mini.yaml)")
+    s.add_argument("--no-mini", action="store_true", help="skip the real short run")
+    s.add_argument("--config", action="append", metavar="KEY=VALUE",
+                   help="override a key of the mini config (default on CPU: 1 epoch; with --quick: scale=smoke)")
+    _add_placement(s)
+
+    s = _sub(sub, "plan", "the runs an experiment file needs, which exist, and the GPU-hours left", cmd_plan)
+    _add_config_args(s)
+    s.add_argument("--bench", help="benchmark JSON to cost with (default: benchmarks/results/<this GPU>.json, "
+                   "else the documented reference figure)")
+    s.add_argument("--device-name", help="cost for this GPU's benchmark JSON in benchmarks/results (e.g. 'NVIDIA H100 80GB HBM3')")
+    s.add_argument("--runs", action="store_true", help="also list every run still to train")
+
+    s = _sub(sub, "dvc_pipeline", "print the DVC pipeline (dvc.yaml) of a config: one stage per Snakemake job",
+             cmd_dvc_pipeline, "dvc-pipeline")
+    _add_config_args(s)
+    s.add_argument("--root", default=".", help="the repository root, where dvc.yaml lives (default: .)")
+    s.add_argument("--out", help="write here instead of stdout (atomically)")
 
     s = _sub(sub, "show-config", "print an experiment file fully resolved, or one run's spec, with where each value "
              "comes from", cmd_show_config, "show_config")
@@ -295,14 +471,37 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
+
+
 def main(argv=None) -> int:
+    """Run one command; a ConfigError, ValueError, OSError or RuntimeError prints one line and returns 2."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from soften.lifetime import clean_exit_on_sigterm, end_with_snakemake
+
+    end_with_snakemake()  # a job killed Snakemake leaves behind stops too (see soften.lifetime)
     try:
-        args.func(args)
-    except (ConfigError, ValueError, OSError, RuntimeError) as err:
-        print(f"soften {args.stage}: error: {err}", file=sys.stderr)
+        with clean_exit_on_sigterm():
+            args.func(args)
+    except KeyboardInterrupt:
+        print(f"soften {args.stage}: interrupted", file=sys.stderr)
+        return 130
+    except USER_ERRORS as err:
+        if args.verbose:
+            log.exception("traceback")
+        print(f"soften {args.stage}: error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    except RuntimeError as err:
+        if type(err).__name__ != "OutOfMemoryError":  # torch.OutOfMemoryError; any other RuntimeError is a bug
+            raise
+        if args.verbose:
+            log.exception("traceback")
+        print(f"soften {args.stage}: error: out of GPU memory ({_one_line(err)[:200]}); lower the batch size "
+              "(training.batch_size, an attack's batch size) or gpu_slots_per_device, or use a larger GPU",
+              file=sys.stderr)
         return 2
     return 0
 

@@ -30,6 +30,8 @@ import yaml
 
 from soften import layout
 from soften.attack_kinds import KIND_PARAMS, SHARED_KEYS
+from soften.codedeps import stage_names
+from soften.errors import ConfigError  # defined below everything; soften.config.ConfigError stays valid
 from soften.noise import parse_noise_name
 
 #: Training defaults, each with its source; overridden by ``training:`` then ``datasets.<name>.training``.
@@ -43,7 +45,10 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "lr_milestones": [100, 150],  # SGLR §4: /10 at epochs 100 and 150; ADR §5.1: at 50% and 75%
     "lr_gamma": 0.1,           # SGLR §4, ADR §5.1
     "attack_bn_mode": "train",  # reference code of Rice et al., ADR and AWP (docs/methods.md)
-    "amp": "auto",             # bf16 autocast when training on CUDA, off on CPU (evaluation is fp32)
+    "amp": "auto",             # bf16 autocast when training on CUDA, off on CPU (evaluation is fp32); soften.training.speed
+    "channels_last": False,    # NHWC weights and inputs (speed only; soften.training.speed)
+    "compile": False,          # torch.compile the model: true (inductor) or a backend name (speed only)
+    "optimizer_kernel": "auto",  # SGD kernel: fused on CUDA, PyTorch's default on CPU (speed only)
     "val_attack_steps": 10,    # ADR §5.1: PGD-10 on the validation set selects the best checkpoint
     "test_subset": 1000,       # test examples monitored per epoch, for the curves only (None = all)
     "monitor_every": 1,        # epochs between test/train monitoring (curves only; validation runs every epoch)
@@ -57,6 +62,7 @@ TRAINING_SOURCES: dict[str, str] = {
     "amp": "soften (speed; evaluation is fp32)", "val_attack_steps": "ADR §5.1", "test_subset": "soften (curves only)",
     "monitor_every": "soften (curves only)",
     "eval_batch_size": "soften (speed)", "nan_check_every": "soften (speed)",
+    "channels_last": "soften (speed)", "compile": "soften (speed)", "optimizer_kernel": "soften (speed)",
 }
 
 #: The smoke scale: the same DAG on a handful of images. Two epochs, so that every
@@ -81,15 +87,11 @@ SMOKE: dict[str, Any] = {
 }
 
 #: Experiment names that would shadow a workflow rule (an experiment is also a Snakemake target).
-RESERVED_NAMES = frozenset({"all", "fetch", "noise", "train", "evaluate", "evaluate_attack", "calibrate", "sanity",
-                            "craft_transfer", "evaluate_transfer", "tables", "figures"})
-
-
-class ConfigError(ValueError):
-    """A configuration problem, reported with the offending key."""
+RESERVED_NAMES = frozenset({"all", *stage_names()})
 
 
 def schema() -> dict[str, Any]:
+    """The config's JSON schema (src/soften/schemas/config.schema.yaml) as a dict."""
     text = importlib.resources.files("soften").joinpath("schemas/config.schema.yaml").read_text()
     return yaml.safe_load(text)
 
@@ -114,6 +116,7 @@ deep_merge = merge
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
+    """One config file as a mapping ({} when empty); ConfigError naming the file and line if missing or not YAML."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
@@ -211,6 +214,7 @@ def smoke_config(cfg: dict[str, Any]) -> dict[str, Any]:
     out["results_dir"] = f"{cfg['results_dir'].rstrip('/')}-smoke"
     out["resources_dir"] = f"{cfg['resources_dir'].rstrip('/')}-smoke"
     out["threads"] = SMOKE["threads"]
+    out["keep_checkpoints"] = False     # ~110 runs of real architectures: GBs of checkpoints otherwise
     for entry in out["datasets"].values():
         entry["val_size"] = SMOKE["val_size"]
         entry["subset"] = dict(SMOKE["subset"])
@@ -254,6 +258,11 @@ def check_references(cfg: dict[str, Any]) -> None:
     """Checks a JSON schema cannot express: names that must exist elsewhere, grammars, scopes."""
     from soften.data.sources import BUILDERS
 
+    named = [("dataset", "datasets", cfg["datasets"]), ("attack", "evaluation/attacks", cfg["evaluation"]["attacks"]),
+             ("attack", "transfer/attacks", cfg["transfer"]["attacks"]), ("source", "transfer/sources", cfg["transfer"]["sources"])]
+    for kind, where, names in named:
+        for n in names:
+            _check_name(kind, f"{where}/{n}", n)
     for name, entry in cfg["datasets"].items():
         if entry["source"] not in BUILDERS:
             raise ConfigError(f"invalid config at 'datasets/{name}/source': unknown source {entry['source']!r}; known: {sorted(BUILDERS)}")
@@ -270,6 +279,13 @@ def check_references(cfg: dict[str, Any]) -> None:
         _check_attack(f"calibration/inputs/{name}", attack, kinds=("natural", "pgd", "cw", "square", "autoattack"))
     for name, exp in cfg["experiments"].items():
         _check_experiment(cfg, name, exp)
+
+
+def _check_name(kind: str, where: str, name: str) -> None:
+    """A name that becomes a folder (and a workflow wildcard) follows soften.layout.NAME_PATTERNS."""
+    if not layout.valid_name(kind, name):
+        raise ConfigError(f"invalid config at '{where}': a {kind} name becomes a folder name; use letters, digits, "
+                          f"'_' and '-' (pattern {layout.NAME_PATTERNS[kind]}), got {name!r}")
 
 
 def _check_noise(where: str, noise: str) -> None:
@@ -328,12 +344,14 @@ def _check_attack(where: str, attack: dict[str, Any], kinds: tuple[str, ...] | N
 
 def _check_experiment(cfg: dict[str, Any], name: str, exp: dict[str, Any]) -> None:
     where = f"experiments/{name}"
-    if name in RESERVED_NAMES or not all(c.isalnum() or c in "_-" for c in name):
+    if name in RESERVED_NAMES or not layout.valid_name("experiment", name):
         raise ConfigError(f"invalid config at '{where}': an experiment name is a Snakemake target: letters, digits, "
                           f"'_' and '-', and none of {sorted(RESERVED_NAMES)}")
     for dataset in exp["datasets"]:
         if dataset not in cfg["datasets"]:
             raise ConfigError(f"invalid config at '{where}/datasets': dataset {dataset!r} has no entry under 'datasets'")
+    for i, arch in enumerate(exp["archs"]):
+        _check_name("arch", f"{where}/archs/{i}", arch)
     for i, noise in enumerate(exp["noise"]):
         _check_noise(f"{where}/noise/{i}", noise)
     for method in exp["methods"]:
@@ -355,7 +373,7 @@ def _check_experiment(cfg: dict[str, Any], name: str, exp: dict[str, Any]) -> No
             for source in exp["sources"]:
                 run, _ = layout.transfer_source(cfg, dataset, source)
                 if run in targets:
-                    raise ConfigError(f"invalid config at 'transfer/sources/{source}': the source run {run_label(run)} "
+                    raise ConfigError(f"invalid config at 'transfer/sources/{source}': the source run {run.label} "
                                       f"is also a target of experiment {name!r}; a black-box source must be an independent model")
     elif exp.get("sources"):
         raise ConfigError(f"invalid config at '{where}/sources': only transfer experiments have sources")
@@ -376,10 +394,6 @@ def _check_names(where: str, names: list[str], known: dict[str, Any], section: s
             raise ConfigError(f"invalid config at '{where}': {n!r} has no entry under '{section}' (known: {sorted(known)})")
 
 
-def run_label(run: layout.Run) -> str:
-    return f"{run.dataset}/{run.noise}/{run.arch}/{run.method}/seed{run.seed}"
-
-
 # ------------------------------------------------------------------ methods and teachers
 
 def method_overrides(cfg: dict[str, Any], dataset: str, method: str = "") -> dict[str, dict[str, Any]]:
@@ -394,6 +408,8 @@ def method_overrides(cfg: dict[str, Any], dataset: str, method: str = "") -> dic
 
 
 def run_method_params(cfg: dict[str, Any], dataset: str, method: str) -> dict[str, dict[str, Any]]:
+    """Every component's resolved hyperparameters for ``method`` (a method or variant name)
+    on ``dataset``: defaults, then ``methods``, ``datasets.<dataset>.methods``, the variant's ``params``."""
     from soften.training.methods import method_params
 
     base, _ = layout.variant(cfg, method)
@@ -466,6 +482,7 @@ def resolve_run(cfg: dict[str, Any], dataset: str, noise: str, arch: str, method
         "noise_npz": layout.noise_path(cfg, dataset, noise),
         "device": cfg["device"],
         "threads": cfg["threads"],
+        "tracking": cfg["tracking"],
         "scale": cfg["scale"],
         "training": training,
         "threat": dict(entry["threat"]),
@@ -508,6 +525,8 @@ def resolve_eval(cfg: dict[str, Any], dataset: str, attack: str) -> dict[str, An
 
 
 def resolve_transfer(cfg: dict[str, Any], dataset: str, source: str, attack: str) -> dict[str, Any]:
+    """Settings of one transfer set: the source and attack names, the attack's parameters
+    (eps filled in), ``n_examples``, ``batch_size``."""
     tr = cfg["transfer"]
     if source not in tr["sources"]:
         raise ConfigError(f"transfer source {source!r} has no entry under 'transfer/sources'")
@@ -525,6 +544,8 @@ def resolve_transfer(cfg: dict[str, Any], dataset: str, source: str, attack: str
 
 
 def resolve_calibration(cfg: dict[str, Any], dataset: str) -> dict[str, Any]:
+    """Settings of a calibration job: the attack producing each input type, ``n_bins``, ``n_examples``,
+    ``batch_size``."""
     cal = cfg["calibration"]
     return {
         "inputs": {name: attack_params(cfg, dataset, entry) for name, entry in cal["inputs"].items()},
@@ -537,6 +558,8 @@ def resolve_calibration(cfg: dict[str, Any], dataset: str) -> dict[str, Any]:
 
 
 def resolve_sanity(cfg: dict[str, Any], dataset: str) -> dict[str, Any]:
+    """Settings of a sanity job: the threat eps, the sweeps (``settings``; shortened at the
+    smoke scale), ``n_examples``, ``batch_size``."""
     san = cfg["sanity"]
     settings = {k: v for k, v in san.items() if k != "n_examples"}
     if cfg["scale"] == "smoke":

@@ -1,11 +1,23 @@
 """Which device a job runs on, resolved inside the job (never where the DAG is built).
 
-``auto`` means CUDA when the job's host has it, else CPU. On a host with several
-visible GPUs, a plain ``cuda`` job claims the first GPU no other soften job on
-the host holds, through an advisory lock file held for the life of the process;
-so ``snakemake all --resources gpu=N`` spreads N jobs over N GPUs. Where a
-scheduler already restricts the job (SLURM sets CUDA_VISIBLE_DEVICES), only one
-GPU is visible and it is used. ``cuda:K`` is taken as given.
+``auto`` means CUDA when the job's host has it, else CPU; ``cpu`` and ``cuda:K``
+are taken as given (``cuda`` or ``cuda:K`` on a host without that GPU is an error). On a host with several visible GPUs a ``cuda``/``auto`` job
+claims a GPU slot no other soften job on the host holds: each GPU has
+``gpu_slots_per_device`` slots (config key, default 1), each an advisory lock
+file held for the life of the process, and slots are handed out GPU by GPU
+before any GPU gets a second job. So ``snakemake all --resources gpu=N`` with
+N = GPUs x slots keeps every GPU busy with that many jobs. Where a scheduler
+already restricts the job (SLURM sets CUDA_VISIBLE_DEVICES to one GPU), that
+GPU is used.
+
+- A process holds at most one GPU: every later ``resolve_device`` call returns it.
+- Locks are named by the physical device (its UUID), so jobs that see the GPUs
+  through different ``CUDA_VISIBLE_DEVICES`` sets never contend by mistake.
+- Lock files live in ``$SOFTEN_GPU_LOCK_DIR``, default ``<tmp>/soften-gpu-locks``,
+  created sticky and world-writable like /tmp (mode 1777), and each lock file is
+  readable and writable by every user, so jobs of several users on one host share
+  one set of locks. A folder given in ``SOFTEN_GPU_LOCK_DIR`` must be writable by
+  every user whose jobs should coordinate.
 """
 
 from __future__ import annotations
@@ -13,46 +25,126 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import re
 import tempfile
 from pathlib import Path
 
+from soften.errors import SoftenError
+
 log = logging.getLogger("soften.devices")
 
-#: Spec keys that say where a job runs, not what it computes: a run moved to
-#: another device or thread count resumes from its last.pt, and Snakemake passes
-#: them outside a rule's params so that moving jobs re-runs nothing.
-PLACEMENT_KEYS = ("device", "threads")
+#: Spec keys that say where a job runs (or how it reports), not what it computes: a
+#: run moved to another device, thread count or GPU sharing, or with tracking switched
+#: on, resumes from its last.pt, and Snakemake passes them outside a rule's params so
+#: that moving jobs re-runs nothing.
+PLACEMENT_KEYS = ("device", "threads", "gpu_slots", "tracking")
 
-_held: list[int] = []  # lock file descriptors kept open while the process lives
+LOCK_DIR_ENV = "SOFTEN_GPU_LOCK_DIR"
+
+_held: list[int] = []        # lock file descriptors kept open while the process lives
+_claimed: str | None = None  # the GPU this process resolved cuda/auto to
 
 
-def _claim_gpu(count: int, lock_dir: Path) -> int | None:
-    for index in range(count):
-        fd = os.open(lock_dir / f"soften-gpu{index}.lock", os.O_CREAT | os.O_RDWR, 0o666)
+def lock_dir() -> Path:
+    """The folder of the GPU lock files, created (mode 1777) when missing."""
+    folder = Path(os.environ.get(LOCK_DIR_ENV) or Path(tempfile.gettempdir()) / "soften-gpu-locks")
+    if not folder.is_dir():
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            continue
-        _held.append(fd)
-        return index
+            folder.mkdir(parents=True, exist_ok=True)
+            os.chmod(folder, 0o1777)  # mkdir's mode is cut by the umask
+        except OSError as err:
+            raise SoftenError(f"cannot create the GPU lock folder {folder} ({err.strerror}); set {LOCK_DIR_ENV} to a "
+                              "folder every user running soften jobs can write (mode 1777)") from None
+    return folder
+
+
+def device_keys(count: int) -> list[str]:
+    """A name for each visible GPU that is the same in every process on the host:
+    its UUID where PyTorch reports one, else the CUDA_VISIBLE_DEVICES entry, else the index."""
+    import torch
+
+    visible = [e.strip() for e in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if e.strip()]
+    keys = []
+    for index in range(count):
+        key = None
+        try:
+            uuid = getattr(torch.cuda.get_device_properties(index), "uuid", None)
+            key = f"uuid-{uuid}" if uuid else None
+        except Exception:  # noqa: BLE001 - no UUID from this driver/build: fall back to the index
+            pass
+        if key is None:
+            key = f"gpu-{visible[index]}" if index < len(visible) else f"gpu-{index}"
+        keys.append(re.sub(r"[^A-Za-z0-9_.-]", "_", key))
+    return keys
+
+
+def _open_lock(path: Path) -> int:
+    """A descriptor on the lock file at ``path``, creating it usable by every user."""
+    while True:
+        try:
+            # Read-only suffices for flock, and opens another user's file whatever its mode; no O_CREAT,
+            # which Linux refuses on another user's file in a sticky folder (fs.protected_regular).
+            return os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            pass
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+        except FileExistsError:
+            continue  # another job created it just now
+        except OSError as err:
+            raise SoftenError(f"cannot create the GPU lock file {path} ({err.strerror}); set {LOCK_DIR_ENV} to a "
+                              "folder every user running soften jobs can write (mode 1777)") from None
+        os.fchmod(fd, 0o666)  # the umask would leave 0644
+        return fd
+
+
+def claim_slot(keys: list[str], slots: int, folder: Path) -> int | None:
+    """Lock the first free (GPU, slot), slot-major so GPUs fill evenly; the GPU's index, or None if all are held."""
+    for slot in range(slots):
+        for index, key in enumerate(keys):
+            fd = _open_lock(folder / f"soften-{key}-slot{slot}.lock")
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            _held.append(fd)
+            return index
     return None
 
 
-def resolve_device(name: str) -> str:
-    """``auto`` / ``cpu`` / ``cuda`` / ``cuda:K`` -> a concrete torch device string."""
-    if name == "cpu" or name.startswith("cuda:"):
+def resolve_device(name: str, slots: int = 1) -> str:
+    """``auto`` / ``cpu`` / ``cuda`` / ``cuda:K`` -> a concrete torch device string.
+
+    ``slots``: how many soften jobs may share one GPU (config ``gpu_slots_per_device``).
+    """
+    global _claimed
+    if name == "cpu":
         return name
+    if _claimed is not None and not name.startswith("cuda:"):
+        return _claimed
     import torch
 
-    if name == "auto" and not torch.cuda.is_available():
+    available = torch.cuda.is_available()
+    if name == "auto" and not available:
         return "cpu"
+    if not available:
+        raise SoftenError(f"device {name!r} was asked for, but this host has no usable CUDA GPU; set device: auto "
+                          "(or cpu) in the config, or run the job on a GPU node")
     count = torch.cuda.device_count()
+    if name.startswith("cuda:"):
+        if int(name.split(":")[1]) >= count:
+            raise SoftenError(f"device {name!r} was asked for, but this host shows {count} GPU(s) (cuda:0 to "
+                              f"cuda:{count - 1}); set device: cuda to let soften pick a free one")
+        return name
     if count <= 1:
-        return "cuda"
-    lock_dir = Path(os.environ.get("SOFTEN_GPU_LOCK_DIR", tempfile.gettempdir()))
-    index = _claim_gpu(count, lock_dir)
+        _claimed = "cuda"
+        return _claimed
+    slots = max(1, int(slots))
+    index = claim_slot(device_keys(count), slots, lock_dir())
     if index is None:
         index = os.getpid() % count
-        log.warning("all %d GPUs are held by other soften jobs; sharing cuda:%d", count, index)
-    return f"cuda:{index}"
+        log.warning("all %d GPU slots (%d GPUs x %d) are held by other soften jobs; sharing cuda:%d",
+                    count * slots, count, slots, index)
+    _claimed = f"cuda:{index}"
+    return _claimed

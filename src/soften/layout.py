@@ -18,8 +18,13 @@ Every function takes an already validated config (``soften.config``).
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Iterable
+
+from soften.io import sidecar_path
+from soften.noise import NOISE_REGEX
 
 #: What an experiment measures, and so which stage feeds its table.
 EXPERIMENT_KINDS = ("accuracy", "transfer", "calibration", "sanity", "noise-gap")
@@ -28,9 +33,34 @@ CHECKPOINTS = ("best", "final")
 #: minutes to hours each at paper scale, so adding another attack must not re-run them.
 OWN_JOB_KINDS = ("autoattack", "square")
 
+#: A run's label and directory under ``results_dir``, as a Snakemake wildcard pattern.
+RUN_PATTERN = "{dataset}/{noise}/{arch}/{method}/seed{seed}"
+
+#: The grammar of every name that becomes a path component (and so a Snakemake
+#: wildcard): the workflow's wildcard constraints and the config's name checks.
+NAME_PATTERNS: dict[str, str] = {
+    "dataset": r"[A-Za-z0-9_-]+",
+    "noise": NOISE_REGEX,
+    "arch": r"[A-Za-z0-9_-]+",
+    "method": r"[A-Za-z0-9.+_-]+",  # a method (pgd-at+sglr) or a variant name
+    "seed": r"[0-9]+",
+    "ckpt": "|".join(CHECKPOINTS),
+    "attack": r"[A-Za-z0-9_-]+",
+    "source": r"[A-Za-z0-9_-]+",
+    "experiment": r"[A-Za-z0-9_-]+",
+}
+
+
+def valid_name(kind: str, name: str) -> bool:
+    """Whether ``name`` may stand in the path slot ``kind`` (a key of :data:`NAME_PATTERNS`)."""
+    return re.fullmatch(NAME_PATTERNS[kind], str(name)) is not None
+
 
 @dataclass(frozen=True, order=True)
 class Run:
+    """One training run. With strings like ``"{dataset}"`` in its fields it is the
+    run *pattern* the Snakemake rules use."""
+
     dataset: str
     noise: str
     arch: str
@@ -38,69 +68,125 @@ class Run:
     seed: int
 
     def fields(self) -> dict[str, Any]:
+        """The five fields as a dict (seed an int)."""
         return asdict(self)
 
     def wildcards(self) -> dict[str, str]:
+        """The five fields as strings, as Snakemake wildcards are."""
         return {k: str(v) for k, v in asdict(self).items()}
+
+    @property
+    def label(self) -> str:
+        """``dataset/noise/arch/method/seedK``: the run's name in messages and on the
+        command line (``show-config --run``), and its directory under ``results_dir``."""
+        return RUN_PATTERN.format(**self.wildcards())
+
+
+def parse_run(label: str) -> Run:
+    """:attr:`Run.label` back to a :class:`Run`; ValueError naming the expected form."""
+    parts = label.strip("/").split("/")
+    if len(parts) != 5 or not re.fullmatch(r"seed[0-9]+", parts[4]):
+        raise ValueError(f"a run is DATASET/NOISE/ARCH/METHOD/seedK, got {label!r}")
+    return Run(parts[0], parts[1], parts[2], parts[3], int(parts[4][4:]))
 
 
 # ------------------------------------------------------------------ paths
 
 def dataset_path(cfg: dict[str, Any], dataset: str) -> str:
+    """The fetched dataset (npz: uint8 NHWC images, int64 labels, per-channel mean/std)."""
     return f"{cfg['resources_dir']}/datasets/{dataset}.npz"
 
 
+def dataset_meta_path(cfg: dict[str, Any], dataset: str) -> str:
+    """The fetched dataset's description (JSON sidecar: source, sha256, splits, class names)."""
+    return sidecar_path(dataset_path(cfg, dataset))
+
+
 def noise_path(cfg: dict[str, Any], dataset: str, noise: str) -> str:
+    """The noisy training labels of ``dataset`` under ``noise`` (npz)."""
     return f"{cfg['resources_dir']}/noise/{dataset}/{noise}.npz"
 
 
-#: The run directory as a Snakemake wildcard pattern; :func:`run_dir` fills it.
-RUN_PATTERN = "{dataset}/{noise}/{arch}/{method}/seed{seed}"
+def noise_meta_path(cfg: dict[str, Any], dataset: str, noise: str) -> str:
+    """What the noise draw did (JSON sidecar: kind, rate, seed, realised rate)."""
+    return sidecar_path(noise_path(cfg, dataset, noise))
 
 
 def run_dir(cfg: dict[str, Any], run: Run) -> str:
-    return f"{cfg['results_dir']}/" + RUN_PATTERN.format(**run.wildcards())
+    """A run's directory: its checkpoints, history and every evaluation of it."""
+    return f"{cfg['results_dir']}/{run.label}"
 
 
 def checkpoint_path(cfg: dict[str, Any], run: Run, ckpt: str) -> str:
+    """``best.pt`` (chosen on validation) or ``final.pt`` (last epoch) of a run."""
     return f"{run_dir(cfg, run)}/{ckpt}.pt"
 
 
+def checkpoint_in(run_directory: str | Path, ckpt: str) -> Path:
+    """A checkpoint of the run in ``run_directory`` (a path a user gives, not a config's)."""
+    return Path(run_directory) / f"{ckpt}.pt"
+
+
+def evaluations_in(run_directory: str | Path, ckpt: str) -> list[Path]:
+    """Every evaluation JSON of one checkpoint of the run in ``run_directory``, by attack name."""
+    return sorted((Path(run_directory) / "eval").glob(f"{ckpt}-*.json"))
+
+
+def tracking_dir(run_directory: str | Path) -> Path:
+    """Where a run's TensorBoard event files go (``tracking: tensorboard``)."""
+    return Path(run_directory) / "tensorboard"
+
+
 def history_path(cfg: dict[str, Any], run: Run) -> str:
+    """A run's per-epoch history (CSV: loss, accuracies as fractions in [0, 1], lr)."""
     return f"{run_dir(cfg, run)}/history.csv"
 
 
 def eval_path(cfg: dict[str, Any], run: Run, ckpt: str, attack: str) -> str:
+    """One attack's result on one checkpoint (JSON: accuracy in [0, 1], n, per-example mask)."""
     return f"{run_dir(cfg, run)}/eval/{ckpt}-{attack}.json"
 
 
 def calibration_path(cfg: dict[str, Any], run: Run, ckpt: str) -> str:
+    """A checkpoint's calibration result (JSON: ECE per input kind, reliability bins)."""
     return f"{run_dir(cfg, run)}/calibration/{ckpt}.json"
 
 
 def sanity_path(cfg: dict[str, Any], run: Run, ckpt: str) -> str:
+    """A checkpoint's gradient-masking checks (JSON: accuracy vs eps and vs steps)."""
     return f"{run_dir(cfg, run)}/sanity/{ckpt}.json"
 
 
 def transfer_set_path(cfg: dict[str, Any], dataset: str, source: str, attack: str) -> str:
+    """Adversarial test examples crafted on a transfer source (.pt: x_adv in [0, 1], y, meta)."""
     return f"{cfg['results_dir']}/{dataset}/transfer/{source}/{attack}.pt"
 
 
 def transfer_eval_path(cfg: dict[str, Any], run: Run, ckpt: str, source: str, attack: str) -> str:
+    """A target checkpoint's accuracy on one transfer set (JSON)."""
     return f"{run_dir(cfg, run)}/transfer/{source}/{ckpt}-{attack}.json"
 
 
 def table_paths(cfg: dict[str, Any], experiment: str) -> dict[str, str]:
+    """An experiment's table in its three formats: ``md``, ``csv`` and ``tex`` -> path."""
     base = f"{cfg['results_dir']}/tables/{experiment}"
-    return {"md": f"{base}.md", "csv": f"{base}.csv", "tex": f"{base}.tex"}
+    # .html: the .md rendered, so that the Snakemake report shows the table inline.
+    return {"md": f"{base}.md", "csv": f"{base}.csv", "tex": f"{base}.tex", "html": f"{base}.html"}
 
 
 def figure_path(cfg: dict[str, Any], experiment: str) -> str:
+    """An experiment's figure (PNG)."""
     return f"{cfg['results_dir']}/figures/{experiment}.png"
 
 
 def log_path(cfg: dict[str, Any], stage: str, name: str) -> str:
+    """The log of the ``stage`` job called ``name`` (its stdout and stderr)."""
     return f"{cfg['results_dir']}/logs/{stage}/{name}.log"
+
+
+def run_log_path(cfg: dict[str, Any], stage: str, run: Run, *parts: str) -> str:
+    """The log of a per-run job; ``parts`` (checkpoint, attack) name one of several per run."""
+    return log_path(cfg, stage, "-".join([run.label, *parts]))
 
 
 # ------------------------------------------------------------------ the grid
@@ -122,10 +208,12 @@ def grid_runs(cfg: dict[str, Any]) -> list[Run]:
 
 
 def experiments_of_kind(cfg: dict[str, Any], kind: str) -> list[str]:
+    """Names of the experiments of ``kind`` (a key of :data:`EXPERIMENT_KINDS`), in config order."""
     return [name for name, exp in cfg["experiments"].items() if exp["kind"] == kind]
 
 
 def attack_kind(cfg: dict[str, Any], attack: str) -> str:
+    """The kind (natural, pgd, cw, autoattack, square) of evaluation attack ``attack``."""
     return cfg["evaluation"]["attacks"][attack]["kind"]
 
 
@@ -167,6 +255,7 @@ def own_job_evaluations(cfg: dict[str, Any]) -> list[tuple[Run, str, str]]:
 
 
 def own_job_attacks(cfg: dict[str, Any]) -> list[str]:
+    """The attacks that have ``evaluate_attack`` jobs somewhere (see :func:`own_job_evaluations`)."""
     return _unique(a for _, _, a in own_job_evaluations(cfg))
 
 
@@ -229,6 +318,7 @@ def transfer_source(cfg: dict[str, Any], dataset: str, source: str) -> tuple[Run
 
 
 def source_runs(cfg: dict[str, Any]) -> list[Run]:
+    """The runs transfer sets are crafted on (trained like any other run)."""
     return _unique(transfer_source(cfg, d, s)[0] for d, s, _ in transfer_sets(cfg))
 
 

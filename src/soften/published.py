@@ -36,12 +36,15 @@ def sources() -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Published:
+    """One published number: as printed, its value, and its ± std if printed (same units as the table)."""
+
     text: str           # as printed, e.g. "52.60 ± 0.182"
     value: float
     std: float | None = None
 
 
 def parse_value(text: str) -> Published:
+    """A printed paper value (``"52.60 ± 0.18"`` or ``"52.6"``) -> its number and std."""
     value, _, std = str(text).partition("±")
     return Published(str(text).strip(), float(value), float(std) if std.strip() else None)
 
@@ -120,6 +123,7 @@ def published_cell(table: dict[str, Any], pub_row: dict[str, Any], column: str, 
 
 
 def expected_epochs(table: dict[str, Any], dataset: str) -> int | None:
+    """The epochs the paper table trained for on ``dataset`` (None when it does not say)."""
     epochs = table["setting"].get("epochs")
     return epochs.get(dataset) if isinstance(epochs, dict) else epochs
 

@@ -33,6 +33,9 @@ def _lines(items: Iterable[tuple[str, Any, str]]) -> str:
 
 def show_config(paths: list[str | Path], overrides: dict[str, Any] | None = None, *, run: str | None = None,
                 experiment: str | None = None) -> str:
+    """The config from ``paths`` and ``overrides``, resolved, one ``key: value  # origin``
+    line per leaf; with ``run`` (``DATASET/NOISE/ARCH/METHOD/seedK``) that run's spec
+    instead, with ``experiment`` that experiment's run directories."""
     cfg = load_config(paths, overrides)
     _, origins = layered(paths, overrides)
     head = f"# {' + '.join(map(str, paths))}{' + --config' if overrides else ''}, resolved (scale: {cfg['scale']})\n"
@@ -51,10 +54,11 @@ def show_config(paths: list[str | Path], overrides: dict[str, Any] | None = None
 def _run_lines(cfg: dict[str, Any], run: str, origins: dict[str, str]) -> str:
     from soften.training.methods import COMPONENT_SOURCES
 
-    parts = run.strip("/").split("/")
-    if len(parts) != 5 or not parts[4].startswith("seed"):
-        raise ConfigError(f"--run takes DATASET/NOISE/ARCH/METHOD/seedK, got {run!r}")
-    dataset, noise, arch, method, seed = parts[0], parts[1], parts[2], parts[3], int(parts[4][4:])
+    try:
+        parsed = layout.parse_run(run)
+    except ValueError as err:
+        raise ConfigError(f"--run: {err}") from None
+    dataset, noise, arch, method, seed = parsed.dataset, parsed.noise, parsed.arch, parsed.method, parsed.seed
     spec = resolve_run(cfg, dataset, noise, arch, method, seed)
     items = []
     for key, value in _flat(spec):

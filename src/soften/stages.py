@@ -15,16 +15,87 @@ STAGE`` (and so Snakemake and DVC) calls exactly these.
 | sanity              | :func:`sanity`         | checkpoint, sanity spec       | one JSON                      |
 | craft_transfer      | :func:`craft_transfer` | source checkpoint, spec       | transfer set (.pt)            |
 | evaluate_transfer   | :func:`evaluate_transfer` | checkpoint, transfer sets  | one JSON per set              |
-| tables              | :func:`tables`         | result JSON / history, spec   | table .md/.csv/.tex           |
+| tables              | :func:`tables`         | result JSON / history, spec   | table .md/.csv/.tex/.html     |
 | figures             | :func:`figures`        | history / result JSON, spec   | one PNG                       |
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+import logging
+import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from soften.io import save_json, save_npz
+from soften.io import load_torch, save_json, save_npz, save_text, save_torch, sidecar_path
+
+log = logging.getLogger("soften.stages")
+
+#: Wall-clock fields the library's records carry. A stage's declared outputs leave
+#: them out and its log gets them: an output is then a function of the job's inputs,
+#: params and code, so a rerun reproduces its bytes, and ``dvc status`` after a
+#: Snakemake run (or ``snakemake -n`` after ``dvc repro``) finds nothing changed.
+TIMING_KEYS = frozenset({"seconds", "total_seconds"})
+
+
+def _untimed(record: Any, where: str = "") -> tuple[Any, dict[str, Any]]:
+    """``record`` without :data:`TIMING_KEYS` at any depth, and what was removed
+    (dotted key -> value)."""
+    if isinstance(record, dict):
+        kept, removed = {}, {}
+        for k, v in record.items():
+            key = f"{where}.{k}" if where else str(k)
+            if k in TIMING_KEYS:
+                removed[key] = v
+            else:
+                kept[k], sub = _untimed(v, key)
+                removed.update(sub)
+        return kept, removed
+    if isinstance(record, list):
+        pairs = [_untimed(v, f"{where}[{i}]") for i, v in enumerate(record)]
+        return [p[0] for p in pairs], {k: v for _, sub in pairs for k, v in sub.items()}
+    return record, {}
+
+
+def _log_timings(out: str | Path, removed: dict[str, Any]) -> None:
+    if removed:
+        log.info("timings of %s (seconds): %s", out, json.dumps(removed, sort_keys=True))
+
+
+def _save_result(record: dict[str, Any], out: str | Path) -> dict[str, Any]:
+    """Write a result JSON without its timings (logged instead); return the full record."""
+    kept, removed = _untimed(record)
+    save_json(kept, out)
+    _log_timings(out, removed)
+    return record
+
+
+def _untime_history(path: Path) -> None:
+    """history.csv without its ``seconds`` column (the per-epoch times go to the log)."""
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        columns, rows = reader.fieldnames or [], list(reader)
+    if "seconds" not in columns:
+        return
+    _log_timings(path, {f"epoch {r['epoch']}": float(r["seconds"]) for r in rows})
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=[c for c in columns if c != "seconds"], lineterminator="\n",
+                            extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    save_text(buf.getvalue(), path)
+
+
+def _untime_torch(path: Path, key: str) -> None:
+    """A saved dict's ``key`` entry (a checkpoint's metrics, a transfer set's meta) without timings."""
+    obj = load_torch(path)
+    kept, removed = _untimed(obj.get(key) or {}, key)
+    if removed:
+        obj[key] = kept
+        save_torch(obj, path)
+        _log_timings(path, removed)
 
 
 def fetch(entry: dict[str, Any], out: str | Path, download_dir: str | Path | None = None) -> dict[str, Any]:
@@ -56,15 +127,32 @@ def noise(dataset_npz: str | Path, noise: str, seed: int, out: str | Path) -> di
     save_npz(out, y_train_noisy=noisy, flipped=flipped)
     meta = {"noise": noise, "kind": kind, "rate": rate, "seed": seed, "n": int(clean.size),
             "n_flipped": int(flipped.sum()), "realised_rate": float(flipped.mean()) if clean.size else 0.0}
-    save_json(meta, Path(out).with_suffix(".json"))
+    save_json(meta, sidecar_path(out))
     return meta
 
 
-def train(spec: dict[str, Any], out_dir: str | Path, *, stop_after_epoch: int | None = None) -> list[dict[str, Any]]:
-    """Train (or resume) one run into ``out_dir``."""
+def train(spec: dict[str, Any], out_dir: str | Path, *, stop_after_epoch: int | None = None,
+          keep_resume_state: bool | None = None) -> list[dict[str, Any]]:
+    """Train (or resume) one run into ``out_dir``.
+
+    ``keep_resume_state`` False drops ``last.pt`` once the run has finished (config
+    ``keep_checkpoints: false``; the workflow passes it as SOFTEN_KEEP_CHECKPOINTS=0).
+    """
+    import os
+
     from soften.training.loop import train as train_run
 
-    return train_run(spec, out_dir, stop_after_epoch=stop_after_epoch)
+    history = train_run(spec, out_dir, stop_after_epoch=stop_after_epoch)
+    out = Path(out_dir)
+    finished = (out / "final.pt").exists() and len(history) >= spec["training"]["epochs"]
+    if finished:
+        _untime_history(out / "history.csv")
+        _untime_torch(out / "final.pt", "metrics")
+    if keep_resume_state is None:
+        keep_resume_state = os.environ.get("SOFTEN_KEEP_CHECKPOINTS", "1") != "0"
+    if finished and not keep_resume_state:
+        (out / "last.pt").unlink(missing_ok=True)
+    return history
 
 
 def _pairs(checkpoints: Sequence, items: Sequence, outs: Sequence) -> list[tuple[Any, Any, Any]]:
@@ -80,7 +168,7 @@ def evaluate(checkpoints: Sequence[str | Path], dataset_npz: str | Path, specs: 
     """Evaluate a run's checkpoints under several attacks, one JSON each, in one process."""
     from soften.evaluation import evaluate_checkpoint
 
-    return [evaluate_checkpoint(c, dataset_npz, spec, out) for c, spec, out in _pairs(checkpoints, specs, outs)]
+    return [_save_result(evaluate_checkpoint(c, dataset_npz, spec), out) for c, spec, out in _pairs(checkpoints, specs, outs)]
 
 
 def evaluate_attack(checkpoint: str | Path, dataset_npz: str | Path, spec: dict[str, Any], out: str | Path) -> dict[str, Any]:
@@ -88,7 +176,7 @@ def evaluate_attack(checkpoint: str | Path, dataset_npz: str | Path, spec: dict[
     ones), and attacks only some experiments use."""
     from soften.evaluation import evaluate_checkpoint
 
-    return evaluate_checkpoint(checkpoint, dataset_npz, spec, out)
+    return _save_result(evaluate_checkpoint(checkpoint, dataset_npz, spec), out)
 
 
 def calibrate(checkpoints: Sequence[str | Path], dataset_npz: str | Path, spec: dict[str, Any],
@@ -96,7 +184,7 @@ def calibrate(checkpoints: Sequence[str | Path], dataset_npz: str | Path, spec: 
     """ECE and reliability data of a run's checkpoints, one JSON each."""
     from soften.evaluation import calibrate_checkpoint
 
-    return [calibrate_checkpoint(c, dataset_npz, spec, out) for c, _, out in _pairs(checkpoints, [spec], outs)]
+    return [_save_result(calibrate_checkpoint(c, dataset_npz, spec), out) for c, _, out in _pairs(checkpoints, [spec], outs)]
 
 
 def sanity(checkpoints: Sequence[str | Path], dataset_npz: str | Path, spec: dict[str, Any],
@@ -104,13 +192,17 @@ def sanity(checkpoints: Sequence[str | Path], dataset_npz: str | Path, spec: dic
     """Gradient-masking checks of a run's checkpoints, one JSON each."""
     from soften.evaluation import sanity_checkpoint
 
-    return [sanity_checkpoint(c, dataset_npz, spec, out) for c, _, out in _pairs(checkpoints, [spec], outs)]
+    return [_save_result(sanity_checkpoint(c, dataset_npz, spec), out) for c, _, out in _pairs(checkpoints, [spec], outs)]
 
 
 def craft_transfer(checkpoint: str | Path, dataset_npz: str | Path, spec: dict[str, Any], out: str | Path) -> dict[str, Any]:
+    """Adversarial test examples crafted on a transfer source's checkpoint into ``out`` (.pt:
+    ``x_adv`` in [0, 1], labels, meta without timings); returns the meta."""
     from soften.evaluation import craft_transfer as craft
 
-    return craft(checkpoint, dataset_npz, spec, out)
+    meta = craft(checkpoint, dataset_npz, spec, out)
+    _untime_torch(Path(out), "meta")
+    return meta
 
 
 def evaluate_transfer(checkpoints: Sequence[str | Path], crafted: Sequence[str | Path], outs: Sequence[str | Path],
@@ -118,14 +210,17 @@ def evaluate_transfer(checkpoints: Sequence[str | Path], crafted: Sequence[str |
     """A target run's checkpoints on every transfer set, one JSON each (checkpoint-major)."""
     from soften.evaluation import evaluate_transfer as evaluate_set
 
-    return [evaluate_set(c, s, spec, out) for c, s, out in _pairs(checkpoints, crafted, outs)]
+    return [_save_result(evaluate_set(c, s, spec), out) for c, s, out in _pairs(checkpoints, crafted, outs)]
 
 
 def tables(inputs: Sequence[str | Path], spec: dict[str, Any], out_md: str | Path) -> str:
-    """One experiment's table (.md, and .csv/.tex beside it) from its result files."""
+    """One experiment's table (.md, and .csv/.tex/.html beside it) from its result files."""
+    from soften.table_html import markdown_page
     from soften.tables import make_table
 
-    return make_table(inputs, spec, out_md)
+    md = make_table(inputs, spec, out_md)
+    save_text(markdown_page(md, spec.get("title") or spec["name"]), Path(out_md).with_suffix(".html"))
+    return md
 
 
 def figures(inputs: Sequence[str | Path], spec: dict[str, Any], out: str | Path) -> Path:

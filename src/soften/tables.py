@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -94,6 +95,8 @@ def measurements(inputs: Iterable[str | Path], spec: dict[str, Any]) -> list[Mea
 
 
 def column_order(spec: dict[str, Any], found: list[str]) -> list[str]:
+    """The table's columns: those the experiment names (attacks, source · attack pairs,
+    noise settings) in its order, then any other ``found`` in the results."""
     kind = spec["kind"]
     if kind == "accuracy":
         wanted = spec["attacks"]
@@ -108,6 +111,8 @@ def column_order(spec: dict[str, Any], found: list[str]) -> list[str]:
 
 @dataclass
 class Cell:
+    """One aggregated table cell: mean and std over seeds (in the table's units), how many seeds."""
+
     mean: float | None
     std: float | None
     seeds: int
@@ -150,6 +155,7 @@ def aggregate(ms: list[Measurement], parts: list[str], ddof: int) -> dict[tuple,
 
 
 def parts_of(spec: dict[str, Any]) -> list[str]:
+    """Sub-columns per column: Best and/or Final (the experiment's checkpoints), plus Diff when both."""
     if spec["kind"] == "noise-gap":
         return ["value"]
     ckpts = spec.get("checkpoints", ["best", "final"])
@@ -178,6 +184,9 @@ def _fmt_cell(cell: Cell, digits: tuple[int, int]) -> str:
 
 @dataclass
 class Comparison:
+    """A cell beside the paper's: the published value, reproduction minus paper, and why they are not
+    comparable (if so)."""
+
     published: pubs.Published
     delta: float | None
     why_not: list[str]
@@ -190,7 +199,8 @@ def make_table(inputs: Iterable[str | Path], spec: dict[str, Any], out_md: str |
     if spec["kind"] == "sanity":
         md, frame = sanity_table(inputs, spec)
         save_text(frame.to_csv(index=False), out_md.with_suffix(".csv"))
-        save_text(tabulate(frame, headers="keys", tablefmt="latex_booktabs", showindex=False) + "\n", out_md.with_suffix(".tex"))
+        rows = [[f"{v:.2f}" if isinstance(v, float) else v for v in row] for row in frame.itertuples(index=False)]
+        save_text(_latex_table(list(frame.columns), rows, spec.get("title") or spec["name"]), out_md.with_suffix(".tex"))
         save_text(md, out_md)
         return md
     table = pubs.sources().get(spec.get("published") or "", None)
@@ -245,9 +255,7 @@ def make_table(inputs: Iterable[str | Path], spec: dict[str, Any], out_md: str |
                         "comparable": (not cmp_.why_not) if cmp_ else None,
                         "why_not_comparable": "; ".join(cmp_.why_not) if cmp_ else "",
                     })
-        title = " · ".join(str(b) for b in bkey if b) if spec["kind"] != "noise-gap" else f"{bkey[0]} · {bkey[1]}"
-        if spec["kind"] != "noise-gap":
-            title = f"{bkey[0]} · noise {bkey[1]} · {bkey[2]}"
+        title = f"{bkey[0]} · {bkey[1]}" if spec["kind"] == "noise-gap" else f"{bkey[0]} · noise {bkey[1]} · {bkey[2]}"
         blocks.append((title, header, lines))
 
     md = _markdown(spec, table, blocks, comparisons, value_kind, ddof)
@@ -386,21 +394,50 @@ NOTES = {
 
 
 def _latex(spec: dict[str, Any], blocks) -> str:
-    out = []
-    for title, header, lines in blocks:
-        body = tabulate(lines, headers=header, tablefmt="latex_booktabs", disable_numparse=True,
-                        colalign=["left"] + ["right"] * (len(header) - 1))
-        caption = (spec.get("title") or spec["name"]) + f" — {title}"
-        out.append("\\begin{table}[t]\n\\centering\n\\small\n" + body + f"\n\\caption{{{_tex_escape(caption)}}}\n"
-                   "\\end{table}\n")
-    return "\n".join(out).replace("±", "$\\pm$").replace("−", "$-$").replace("↳", "$\\hookrightarrow$").replace("Δ", "$\\Delta$")
+    name = spec.get("title") or spec["name"]
+    return "\n".join(_latex_table(header, lines, f"{name} — {title}") for title, header, lines in blocks)
 
 
-def _tex_escape(text: str) -> str:
-    return text.replace("&", "\\&").replace("%", "\\%").replace("_", "\\_").replace("#", "\\#")
+_NUMBER = re.compile(r"^\s*([-+−]?\d[\d.,]*\s*(±\s*\d[\d.,]*)?|n/a|n/c†?)?\s*$")
+_TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                "±": r"$\pm$", "−": r"$-$", "↳": r"$\hookrightarrow$", "Δ": r"$\Delta$", "†": r"\dag{}"}
+
+
+def _tex(text: Any) -> str:
+    return "".join(_TEX_SPECIAL.get(ch, ch) for ch in str(text))
+
+
+def _latex_table(header: list[str], lines: list[list[Any]], caption: str) -> str:
+    """One booktabs table (needs ``\\usepackage{booktabs}``): caption above, columns of
+    numbers right-aligned, and "ATTACK Best/Final/Diff" columns grouped under one
+    ATTACK heading, as the papers print them."""
+    groups: list[tuple[str, list[int]]] = []
+    for i, h in enumerate(header):
+        label, _, part = str(h).rpartition(" ")
+        label = label if part in ("Best", "Final", "Diff") and i > 0 else ""
+        if label and groups and groups[-1][0] == label:
+            groups[-1][1].append(i)
+        else:
+            groups.append((label, [i]))
+    align = "".join("r" if i and all(_NUMBER.match(str(row[i])) for row in lines) else "l" for i in range(len(header)))
+    head = []
+    if any(label for label, _ in groups):
+        head.append(" & ".join(f"\\multicolumn{{{len(cols)}}}{{c}}{{{_tex(label)}}}" if label else " & ".join([""] * len(cols))
+                               for label, cols in groups) + " \\\\")
+        head.append(" ".join(f"\\cmidrule(lr){{{cols[0] + 1}-{cols[-1] + 1}}}" for label, cols in groups if label))
+        header = [str(h).rpartition(" ")[2] if any(label and i in cols for label, cols in groups) else h
+                  for i, h in enumerate(header)]
+    head.append(" & ".join(_tex(h) for h in header) + " \\\\")
+    body = [" & ".join(_tex(c) for c in row) + " \\\\" for row in lines]
+    return "\n".join(["\\begin{table}[t]", "\\centering", "\\small", f"\\caption{{{_tex(caption)}}}",
+                      f"\\begin{{tabular}}{{{align}}}", "\\toprule", *head, "\\midrule", *body, "\\bottomrule",
+                      "\\end{tabular}", "\\end{table}", ""])
 
 
 def sanity_table(inputs: list[Path], spec: dict[str, Any]) -> tuple[str, pd.DataFrame]:
+    """The sanity experiment's table (Markdown and frame): per checkpoint, n, clean and
+    eps = 1 accuracy (%), and pass/FAIL per check."""
     rows = []
     for f in inputs:
         r = _load_json(f)

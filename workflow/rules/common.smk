@@ -1,12 +1,25 @@
-# The config, and the few helpers the rule files share. Paths and the grid come
-# from soften.layout; specs from soften.config (the same code the CLI and DVC use).
-import json
+# The config, and the few helpers the rule files share. Paths and the grid come from
+# soften.layout; each job's command and params from soften.jobs, the same code the
+# generated dvc.yaml is made from (python -m soften dvc_pipeline).
+import os
+import shlex
+import sys
 from pathlib import Path
 
+# The workflow runs its own source tree: Snakemake imports soften from it here, and
+# every job's shell puts it first on PYTHONPATH. So a job runs this checkout's code
+# whether it runs in the project's venv, on a cluster node, or in the conda env of
+# envs/soften.yaml under `--sdm conda` (which installs the dependencies, not soften:
+# Snakemake builds that env from a copy of the file, where no path to the source resolves).
+SRC = str(Path(workflow.basedir).parent / "src")
+sys.path.insert(0, SRC)
+# (Snakemake formats the prefix like a shell command: {{ }} stands for a literal brace.)
+shell.prefix(f"export PYTHONPATH={shlex.quote(SRC)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
+
 import soften.config as sc
+from soften import jobs as J
 from soften import layout as L
-from soften.devices import PLACEMENT_KEYS
-from soften.noise import NOISE_REGEX
+from soften.codedeps import code_hash
 
 
 def _load_config():
@@ -23,6 +36,13 @@ CFG = _load_config()
 config.clear()
 config.update(CFG)
 EXPERIMENTS = list(CFG["experiments"])
+# keep_checkpoints: false (the smoke scale) deletes checkpoints once read, and a
+# finished training job its resume state (soften.stages.train reads this variable).
+os.environ["SOFTEN_KEEP_CHECKPOINTS"] = "1" if CFG["keep_checkpoints"] else "0"
+
+
+def checkpoint_output(path):
+    return path if CFG["keep_checkpoints"] else temp(path)
 
 
 # Jobs resolve `device` themselves (a login node may have no GPU while compute
@@ -38,18 +58,16 @@ def _host_has_cuda():
 
 
 GPU_JOBS = 1 if CFG["device"].startswith("cuda") or (CFG["device"] == "auto" and _host_has_cuda()) else 0
+# Jobs read where they run (device, GPU sharing) and whether they report to TensorBoard
+# from the environment, not from their command or params: `--config device=cuda` moves
+# jobs without rerunning them (remote jobs re-read the Snakefile, so they get it too).
+os.environ.update(
+    SOFTEN_DEVICE=CFG["device"], SOFTEN_GPU_SLOTS=str(CFG["gpu_slots_per_device"]), SOFTEN_TRACKING=CFG["tracking"]
+)
 
 
 wildcard_constraints:
-    dataset="[A-Za-z0-9_-]+",
-    noise=NOISE_REGEX,
-    arch="[A-Za-z0-9_-]+",
-    method="[A-Za-z0-9.+_-]+",
-    seed="[0-9]+",
-    ckpt="best|final",
-    attack="[A-Za-z0-9_-]+",
-    source="[A-Za-z0-9_-]+",
-    experiment="|".join(EXPERIMENTS),
+    **{**L.NAME_PATTERNS, "experiment": "|".join(EXPERIMENTS)},
 
 
 #: A run whose fields are the wildcards: rule patterns come from soften.layout too.
@@ -60,10 +78,9 @@ def wc_run(wc):
     return L.Run(wc.dataset, wc.noise, wc.arch, wc.method, int(wc.seed))
 
 
-def spec_json(spec):
-    """A job's spec as a params value. Where a job runs (device, threads) is passed
-    outside params, so moving a run to another device re-runs nothing."""
-    return json.dumps({k: v for k, v in spec.items() if k not in PLACEMENT_KEYS}, sort_keys=True)
+#: Each rule's code: a hash of the soften source files its job imports (soften.codedeps).
+#: It is a param, so editing a stage's code reruns that stage's jobs and nothing else.
+CODE = {stage: code_hash(stage) for stage in J.COMMANDS}
 
 
 def experiment_outputs(name):
@@ -71,5 +88,5 @@ def experiment_outputs(name):
 
 
 # Every rule's software environment: used only with --sdm conda (the default route
-# is the project's virtual environment, on PATH).
+# is the project's virtual environment, on PATH). soften itself comes from SRC above.
 CONDA_ENV = "../envs/soften.yaml"

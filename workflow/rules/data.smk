@@ -4,16 +4,16 @@
 rule fetch:
     output:
         npz=L.dataset_path(CFG, "{dataset}"),
-        meta=str(Path(L.dataset_path(CFG, "{dataset}")).with_suffix(".json")),
-    params:
-        entry=lambda wc: json.dumps(sc.fetch_entry(CFG, wc.dataset), sort_keys=True),
-    conda:
-        CONDA_ENV
+        meta=L.dataset_meta_path(CFG, "{dataset}"),
     log:
         L.log_path(CFG, "fetch", "{dataset}"),
+    conda:
+        CONDA_ENV
+    params:
+        entry=lambda wc: J.fetch_entry(CFG, wc.dataset),
+        code=CODE["fetch"],
     shell:
-        "python -m soften fetch --entry {params.entry:q} --dataset {wildcards.dataset} "
-        "--out {output.npz:q} > {log:q} 2>&1"
+        J.shell("fetch")
 
 
 rule noise:
@@ -21,13 +21,13 @@ rule noise:
         npz=rules.fetch.output.npz,
     output:
         npz=L.noise_path(CFG, "{dataset}", "{noise}"),
-        meta=str(Path(L.noise_path(CFG, "{dataset}", "{noise}")).with_suffix(".json")),
-    params:
-        seed=CFG["noise_seed"],
-    conda:
-        CONDA_ENV
+        meta=L.noise_meta_path(CFG, "{dataset}", "{noise}"),
     log:
         L.log_path(CFG, "noise", "{dataset}/{noise}"),
+    conda:
+        CONDA_ENV
+    params:
+        seed=CFG["noise_seed"],
+        code=CODE["noise"],
     shell:
-        "python -m soften noise --dataset-npz {input.npz:q} --noise {wildcards.noise} "
-        "--seed {params.seed} --out {output.npz:q} > {log:q} 2>&1"
+        J.shell("noise")

@@ -10,10 +10,6 @@ CALIBRATION_CKPTS = L.kind_checkpoints(CFG, "calibration")
 SANITY_CKPTS = L.kind_checkpoints(CFG, "sanity")
 
 
-def eval_specs(wc):
-    return json.dumps([json.loads(spec_json(sc.resolve_eval(CFG, wc.dataset, a))) for a in BATCHED], sort_keys=True)
-
-
 if BATCHED:
 
     rule evaluate:
@@ -22,18 +18,18 @@ if BATCHED:
             npz=rules.fetch.output.npz,
         output:
             [L.eval_path(CFG, W, c, a) for c in EVAL_CKPTS for a in BATCHED],
-        params:
-            spec=eval_specs,
+        log:
+            L.run_log_path(CFG, "evaluate", W),
+        conda:
+            CONDA_ENV
         threads: CFG["threads"]
         resources:
             gpu=GPU_JOBS,
-        conda:
-            CONDA_ENV
-        log:
-            L.log_path(CFG, "evaluate", L.RUN_PATTERN),
+        params:
+            spec=lambda wc: J.eval_specs(CFG, wc.dataset),
+            code=CODE["evaluate"],
         shell:
-            "python -m soften evaluate --checkpoint {input.ckpts:q} --dataset-npz {input.npz:q} "
-            "--spec {params.spec:q} --out {output:q} --device {config[device]} --threads {threads} > {log:q} 2>&1"
+            J.shell("evaluate")
 
 
 if OWN_JOB:
@@ -44,20 +40,20 @@ if OWN_JOB:
             npz=rules.fetch.output.npz,
         output:
             L.eval_path(CFG, W, "{ckpt}", "{attack}"),
+        log:
+            L.run_log_path(CFG, "evaluate_attack", W, "{ckpt}", "{attack}"),
         wildcard_constraints:
             attack="|".join(OWN_JOB),
-        params:
-            spec=lambda wc: spec_json(sc.resolve_eval(CFG, wc.dataset, wc.attack)),
+        conda:
+            CONDA_ENV
         threads: CFG["threads"]
         resources:
             gpu=GPU_JOBS,
-        conda:
-            CONDA_ENV
-        log:
-            L.log_path(CFG, "evaluate_attack", L.RUN_PATTERN + "-{ckpt}-{attack}"),
+        params:
+            spec=lambda wc: J.attack_spec(CFG, wc.dataset, wc.attack),
+            code=CODE["evaluate_attack"],
         shell:
-            "python -m soften evaluate_attack --checkpoint {input.ckpt:q} --dataset-npz {input.npz:q} "
-            "--spec {params.spec:q} --out {output:q} --device {config[device]} --threads {threads} > {log:q} 2>&1"
+            J.shell("evaluate_attack")
 
 
 if CALIBRATION_CKPTS:
@@ -69,18 +65,18 @@ if CALIBRATION_CKPTS:
             npz=rules.fetch.output.npz,
         output:
             [L.calibration_path(CFG, W, c) for c in CALIBRATION_CKPTS],
-        params:
-            spec=lambda wc: spec_json(sc.resolve_calibration(CFG, wc.dataset)),
+        log:
+            L.run_log_path(CFG, "calibrate", W),
+        conda:
+            CONDA_ENV
         threads: CFG["threads"]
         resources:
             gpu=GPU_JOBS,
-        conda:
-            CONDA_ENV
-        log:
-            L.log_path(CFG, "calibrate", L.RUN_PATTERN),
+        params:
+            spec=lambda wc: J.calibration_spec(CFG, wc.dataset),
+            code=CODE["calibrate"],
         shell:
-            "python -m soften calibrate --checkpoint {input.ckpts:q} --dataset-npz {input.npz:q} "
-            "--spec {params.spec:q} --out {output:q} --device {config[device]} --threads {threads} > {log:q} 2>&1"
+            J.shell("calibrate")
 
 
 if SANITY_CKPTS:
@@ -92,15 +88,15 @@ if SANITY_CKPTS:
             npz=rules.fetch.output.npz,
         output:
             [L.sanity_path(CFG, W, c) for c in SANITY_CKPTS],
-        params:
-            spec=lambda wc: spec_json(sc.resolve_sanity(CFG, wc.dataset)),
+        log:
+            L.run_log_path(CFG, "sanity", W),
+        conda:
+            CONDA_ENV
         threads: CFG["threads"]
         resources:
             gpu=GPU_JOBS,
-        conda:
-            CONDA_ENV
-        log:
-            L.log_path(CFG, "sanity", L.RUN_PATTERN),
+        params:
+            spec=lambda wc: J.sanity_spec(CFG, wc.dataset),
+            code=CODE["sanity"],
         shell:
-            "python -m soften sanity --checkpoint {input.ckpts:q} --dataset-npz {input.npz:q} "
-            "--spec {params.spec:q} --out {output:q} --device {config[device]} --threads {threads} > {log:q} 2>&1"
+            J.shell("sanity")

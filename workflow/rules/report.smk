@@ -1,37 +1,88 @@
-# tables: one Markdown/CSV/LaTeX table per experiment, the papers' numbers beside
-# the reproduction; figures: one PNG per experiment (learning curves, reliability
-# diagrams or sanity sweeps, by the experiment's kind).
+# tables: one Markdown/CSV/LaTeX table per experiment (and the Markdown rendered as
+# HTML), the papers' numbers beside the reproduction; figures: one PNG per
+# experiment (learning curves, reliability diagrams or sanity sweeps, by the
+# experiment's kind). Both are registered for `snakemake --report report.html`:
+# one category per experiment (usually one paper table), captions in ../report/.
+# tables and figures run on the submitting host under a cluster executor
+# (localrules in the Snakefile): seconds of CPU each.
 
 
-def table_spec(wc):
-    return json.dumps(sc.table_spec(CFG, wc.experiment), sort_keys=True)
+report: "../report/workflow.rst"
+
+
+def report_category(wc):
+    """The experiment's report category: its title up to the colon ("SGLR Table 2")
+    when no other experiment shares that prefix, else its name."""
+
+    def prefix(name):
+        return (CFG["experiments"][name].get("title") or name).split(":")[0].strip()
+
+    mine = prefix(wc.experiment)
+    shared = sum(prefix(n) == mine for n in EXPERIMENTS) > 1
+    return wc.experiment if shared or not mine else mine
+
+
+def report_labels(what):
+    return lambda wc: {"experiment": wc.experiment, "kind": CFG["experiments"][wc.experiment]["kind"], "file": what}
+
+
+TABLE_PATHS = L.table_paths(CFG, "{experiment}")
 
 
 rule tables:
     input:
         lambda wc: L.experiment_inputs(CFG, wc.experiment),
     output:
-        **L.table_paths(CFG, "{experiment}"),
-    params:
-        spec=table_spec,
-    conda:
-        CONDA_ENV
+        md=TABLE_PATHS["md"],
+        html=report(
+            TABLE_PATHS["html"],
+            caption="../report/table.rst",
+            category=report_category,
+            subcategory="table",
+            labels=report_labels("table"),
+        ),
+        csv=report(
+            TABLE_PATHS["csv"],
+            caption="../report/table-csv.rst",
+            category=report_category,
+            subcategory="table",
+            labels=report_labels("table, tidy CSV"),
+        ),
+        tex=report(
+            TABLE_PATHS["tex"],
+            caption="../report/table-tex.rst",
+            category=report_category,
+            subcategory="table",
+            labels=report_labels("table, LaTeX"),
+        ),
     log:
         L.log_path(CFG, "tables", "{experiment}"),
+    conda:
+        CONDA_ENV
+    params:
+        spec=lambda wc: J.table_spec(CFG, wc.experiment),
+        code=CODE["tables"],
     shell:
-        "python -m soften tables {input:q} --spec {params.spec:q} --out {output.md:q} > {log:q} 2>&1"
+        J.shell("tables")
 
 
 rule figures:
     input:
         lambda wc: L.figure_inputs(CFG, wc.experiment),
     output:
-        L.figure_path(CFG, "{experiment}"),
-    params:
-        spec=table_spec,
-    conda:
-        CONDA_ENV
+        report(
+            L.figure_path(CFG, "{experiment}"),
+            caption="../report/figure.rst",
+            category=report_category,
+            subcategory="figure",
+            labels=report_labels("figure"),
+        ),
     log:
         L.log_path(CFG, "figures", "{experiment}"),
+    conda:
+        CONDA_ENV
+    params:
+        spec=lambda wc: J.table_spec(CFG, wc.experiment),
+        code=CODE["figures"],
     shell:
-        "python -m soften figures {input:q} --spec {params.spec:q} --out {output:q} > {log:q} 2>&1"
+        J.shell("figures")

@@ -4,34 +4,25 @@
 # their teachers' best.pt as inputs, so the teacher runs are trained first.
 
 
-def run_spec(wc):
-    return spec_json(sc.resolve_run(CFG, wc.dataset, wc.noise, wc.arch, wc.method, int(wc.seed)))
-
-
-def teacher_checkpoints(wc):
-    spec = sc.resolve_run(CFG, wc.dataset, wc.noise, wc.arch, wc.method, int(wc.seed))
-    return [t["checkpoint"] for t in spec.get("teachers", [])]
-
-
 rule train:
     input:
         npz=rules.fetch.output.npz,
         noise=rules.noise.output.npz,
-        teachers=teacher_checkpoints,
+        teachers=lambda wc: J.teacher_checkpoints(CFG, wc_run(wc)),
     output:
-        best=L.checkpoint_path(CFG, W, "best"),
-        final=L.checkpoint_path(CFG, W, "final"),
+        best=checkpoint_output(L.checkpoint_path(CFG, W, "best")),
+        final=checkpoint_output(L.checkpoint_path(CFG, W, "final")),
         history=L.history_path(CFG, W),
-    params:
-        spec=run_spec,
-        out=lambda wc, output: str(Path(output.final).parent),
+    log:
+        L.run_log_path(CFG, "train", W),
+    conda:
+        CONDA_ENV
     threads: CFG["threads"]
     resources:
         gpu=GPU_JOBS,
-    conda:
-        CONDA_ENV
-    log:
-        L.log_path(CFG, "train", L.RUN_PATTERN),
+    params:
+        spec=lambda wc: J.run_spec(CFG, wc_run(wc)),
+        out=L.run_dir(CFG, W),
+        code=CODE["train"],
     shell:
-        "python -m soften train --spec {params.spec:q} --out {params.out:q} "
-        "--device {config[device]} --threads {threads} > {log:q} 2>&1"
+        J.shell("train")

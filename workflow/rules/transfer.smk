@@ -6,29 +6,24 @@ TRANSFER_PAIRS = L.transfer_pairs(CFG)
 TRANSFER_CKPTS = L.kind_checkpoints(CFG, "transfer")
 
 
-def source_checkpoint(wc):
-    run, ckpt = L.transfer_source(CFG, wc.dataset, wc.source)
-    return L.checkpoint_path(CFG, run, ckpt)
-
-
 rule craft_transfer:
     input:
-        ckpt=source_checkpoint,
+        ckpt=lambda wc: J.source_checkpoint(CFG, wc.dataset, wc.source),
         npz=rules.fetch.output.npz,
     output:
         L.transfer_set_path(CFG, "{dataset}", "{source}", "{attack}"),
-    params:
-        spec=lambda wc: spec_json(sc.resolve_transfer(CFG, wc.dataset, wc.source, wc.attack)),
+    log:
+        L.log_path(CFG, "craft_transfer", "{dataset}/{source}/{attack}"),
+    conda:
+        CONDA_ENV
     threads: CFG["threads"]
     resources:
         gpu=GPU_JOBS,
-    conda:
-        CONDA_ENV
-    log:
-        L.log_path(CFG, "craft_transfer", "{dataset}/{source}/{attack}"),
+    params:
+        spec=lambda wc: J.transfer_spec(CFG, wc.dataset, wc.source, wc.attack),
+        code=CODE["craft_transfer"],
     shell:
-        "python -m soften craft_transfer --checkpoint {input.ckpt:q} --dataset-npz {input.npz:q} "
-        "--spec {params.spec:q} --out {output:q} --device {config[device]} --threads {threads} > {log:q} 2>&1"
+        J.shell("craft_transfer")
 
 
 if TRANSFER_PAIRS:
@@ -39,13 +34,14 @@ if TRANSFER_PAIRS:
             crafted=[L.transfer_set_path(CFG, "{dataset}", s, a) for s, a in TRANSFER_PAIRS],
         output:
             [L.transfer_eval_path(CFG, W, c, s, a) for c in TRANSFER_CKPTS for s, a in TRANSFER_PAIRS],
+        log:
+            L.run_log_path(CFG, "evaluate_transfer", W),
+        conda:
+            CONDA_ENV
         threads: CFG["threads"]
         resources:
             gpu=GPU_JOBS,
-        conda:
-            CONDA_ENV
-        log:
-            L.log_path(CFG, "evaluate_transfer", L.RUN_PATTERN),
+        params:
+            code=CODE["evaluate_transfer"],
         shell:
-            "python -m soften evaluate_transfer --checkpoint {input.ckpts:q} --crafted {input.crafted:q} "
-            "--out {output:q} --device {config[device]} --threads {threads} > {log:q} 2>&1"
+            J.shell("evaluate_transfer")

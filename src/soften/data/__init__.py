@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import importlib
 
-_EXPORTS = {"DATASET_BUILDERS": "fetch", "fetch_dataset": "fetch", "load_dataset_npz": "fetch",
-            "DeviceData": "device_data", "augment_batch": "device_data"}
+# Modules spelled out in full: soften.codedeps counts them as the code of every job that imports soften.data.
+_EXPORTS = {"DATASET_BUILDERS": "soften.data.fetch", "fetch_dataset": "soften.data.fetch",
+            "load_dataset_npz": "soften.data.fetch", "DeviceData": "soften.data.device_data",
+            "augment_batch": "soften.data.device_data"}
 __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str):
+    """``soften.data.NAME`` for the names of ``__all__``, imported from their module on first use."""
     if name in _EXPORTS:
-        return getattr(importlib.import_module(f"soften.data.{_EXPORTS[name]}"), name)
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'soften.data' has no attribute {name!r}")

@@ -53,6 +53,7 @@ _ALLOWED_GLOBALS = {
 
 class _ArrayUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
+        """Only numpy's array-reconstruction globals; anything else is refused."""
         if (module, name) in _ALLOWED_GLOBALS:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a CIFAR batch file")
@@ -103,6 +104,9 @@ def _decode_batches(read, names: list[str], label_key: str) -> tuple[np.ndarray,
 
 
 def load_cifar(spec: dict[str, Any], options: dict[str, Any], name: str) -> RawDataset:
+    """CIFAR-10/100 from the official python archive (downloaded and md5-checked, or
+    ``options['path']``: the archive or its extracted folder); ``spec`` is :data:`CIFAR10`
+    or :data:`CIFAR100`. Images uint8 NHWC 32x32x3, labels int64."""
     path = obtain(options, filename=spec["filename"], url=spec["url"], md5=spec["md5"])
     with contextlib.ExitStack() as stack:
         read = _reader(path, spec["folder"], stack)

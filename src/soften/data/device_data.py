@@ -54,17 +54,20 @@ class DeviceData:
 
     @classmethod
     def from_numpy(cls, x: np.ndarray, y: np.ndarray, device: torch.device) -> "DeviceData":
+        """From uint8 NHWC images and integer labels (numpy) to uint8 NCHW / int64 tensors on ``device``."""
         return cls(to_tensor_images(x, device), torch.from_numpy(np.asarray(y, dtype=np.int64)).to(device))
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
     def head(self, n: int | None) -> "DeviceData":
+        """The first ``n`` examples (all when ``n`` is None or not smaller than the split)."""
         if n is None or n >= len(self):
             return self
         return DeviceData(self.images[:n], self.labels[:n])
 
     def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The examples at ``index``: float images in [0, 1] (N, C, H, W) and int64 labels."""
         return self.images[index].float().div_(255.0), self.labels[index]
 
     def batches(self, batch_size: int):

@@ -28,12 +28,14 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from soften.errors import SoftenError
+
 log = logging.getLogger("soften.download")
 
 USER_AGENT = "soften (+https://github.com/; dataset fetch)"
 
 
-class ChecksumError(RuntimeError):
+class ChecksumError(SoftenError, RuntimeError):
     """A file's md5 differs from the expected one."""
 
     def __init__(self, name: str, expected: str, actual: str, detail: str = ""):
@@ -43,6 +45,7 @@ class ChecksumError(RuntimeError):
 
 
 def md5_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex md5 of a file's bytes, read in ``chunk``-byte blocks."""
     h = hashlib.md5()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(chunk), b""):

@@ -26,6 +26,7 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 def resolve_path(path: str | Path) -> Path:
+    """``path`` as given if absolute or existing, else relative to the repository root."""
     path = Path(path).expanduser()
     if path.is_absolute() or path.exists():
         return path

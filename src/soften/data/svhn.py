@@ -40,6 +40,7 @@ def _split_options(options: dict[str, Any], split: str) -> dict[str, Any]:
 
 
 def load_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """An SVHN ``.mat`` split: uint8 NHWC images and int64 labels, label 10 (digit 0) mapped to 0."""
     from scipy.io import loadmat
 
     mat = loadmat(path)

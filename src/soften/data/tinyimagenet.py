@@ -57,6 +57,10 @@ def _image(data: bytes, name: str) -> np.ndarray:
 
 
 def load_tinyimagenet(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """The official archive (or its extracted folder) as (x_train, y_train, x_test, y_test,
+    class_names): uint8 NHWC 64x64x3 images, int64 labels in ``wnids.txt`` order, the first
+    name of each class from ``words.txt`` (else its wnid). The test split is the official
+    validation set (the test labels are not public)."""
     with contextlib.ExitStack() as stack:
         read, names = _open(path, stack)
         wnids = read("wnids.txt").decode().split()

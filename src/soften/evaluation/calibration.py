@@ -131,7 +131,7 @@ def calibrate_checkpoint(checkpoint: str | Path, dataset_npz: str | Path, spec: 
             raise ValueError(f"calibration input {name!r}: unknown attack kind {params['kind']!r}")
     device = setup_device(spec)
     model, ckpt = load_eval_model(checkpoint, device)
-    test = load_test(dataset_npz, spec.get("n_examples"), device)
+    test = load_test(dataset_npz, spec.get("n_examples"), device, ckpt, checkpoint)
     show = sys.stderr.isatty() if progress is None else progress
     n_bins = int(spec.get("n_bins", DEFAULT_BINS))
     results, start = {}, time.time()

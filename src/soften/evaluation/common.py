@@ -14,18 +14,20 @@ import torch
 import soften
 from soften.data import DeviceData, load_dataset_npz
 from soften.devices import PLACEMENT_KEYS, resolve_device
+from soften.errors import CorruptFileError
 from soften.models.checkpoint import load_model
 
 
 def setup_device(spec: dict[str, Any]) -> torch.device:
-    device = torch.device(resolve_device(spec.get("device", "cpu")))
+    device = torch.device(resolve_device(spec.get("device", "cpu"), int(spec.get("gpu_slots", 1))))
     if device.type == "cpu":
         torch.set_num_threads(int(spec.get("threads", 1)))
     return device
 
 
 def load_eval_model(checkpoint: str | Path, device: torch.device) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """The checkpoint's model in eval mode and fp32, whatever precision training used."""
+    """The checkpoint's model in eval mode and fp32, whatever precision training used
+    (refused if any parameter or buffer is non-finite: see load_model)."""
     model, ckpt = load_model(checkpoint, device)
     model.float().eval()
     for p in model.parameters():
@@ -33,10 +35,31 @@ def load_eval_model(checkpoint: str | Path, device: torch.device) -> tuple[torch
     return model, ckpt
 
 
-def load_test(dataset_npz: str | Path, n_examples: int | None, device: torch.device) -> DeviceData:
-    """The first ``n_examples`` of the test split (all when None)."""
+def load_test(dataset_npz: str | Path, n_examples: int | None, device: torch.device,
+              ckpt: dict[str, Any] | None = None, checkpoint: str | Path | None = None) -> DeviceData:
+    """The first ``n_examples`` of the test split (all when None); with ``ckpt``,
+    checked to fit the checkpoint's model (class count, image channels)."""
     arrays = load_dataset_npz(dataset_npz)
+    if ckpt is not None:
+        args, classes, channels = ckpt["model_args"], len(arrays["class_names"]), int(arrays["x_test"].shape[-1])
+        if (args["num_classes"], args["in_channels"]) != (classes, channels):
+            raise CorruptFileError(checkpoint, f"holds a model for {args['num_classes']} classes and "
+                                               f"{args['in_channels']}-channel images, but {dataset_npz} has {classes} "
+                                               f"classes and {channels}-channel images",
+                                   "evaluate it on the dataset it was trained on")
     return DeviceData.from_numpy(arrays["x_test"], arrays["y_test"], device).head(n_examples)
+
+
+def check_inputs(x: torch.Tensor, source: str | Path) -> None:
+    """Attack and evaluation inputs are finite images in [0, 1] (normalisation is inside the model)."""
+    if not x.is_floating_point() or x.numel() == 0:
+        return
+    if not bool(torch.isfinite(x).all()):
+        raise CorruptFileError(source, "holds non-finite input images (NaN or inf)", "re-create it")
+    low, high = float(x.min()), float(x.max())
+    if low < 0.0 or high > 1.0:
+        raise CorruptFileError(source, f"holds input images outside [0, 1] (min {low:.4g}, max {high:.4g}); soften's "
+                                       "models take [0, 1] pixels and normalise inside", "re-create it")
 
 
 def encode_mask(mask: np.ndarray | torch.Tensor) -> dict[str, Any]:
@@ -78,6 +101,6 @@ def prepare_attack(checkpoint: str | Path, dataset_npz: str | Path, spec: dict[s
     device = setup_device(spec)
     torch.manual_seed(int(params.get("seed", 0)))
     model, ckpt = load_eval_model(checkpoint, device)
-    test = load_test(dataset_npz, spec.get("n_examples"), device)
+    test = load_test(dataset_npz, spec.get("n_examples"), device, ckpt, checkpoint)
     show = sys.stderr.isatty() if progress is None else progress
     return params, model, ckpt, test, device, show

@@ -99,7 +99,7 @@ def sanity_checkpoint(checkpoint: str | Path, dataset_npz: str | Path, spec: dic
     """``spec``: ``eps``, ``settings`` (see DEFAULTS), ``n_examples``, ``batch_size``, ``device``, ``threads``."""
     device = setup_device(spec)
     model, ckpt = load_eval_model(checkpoint, device)
-    test = load_test(dataset_npz, spec.get("n_examples"), device)
+    test = load_test(dataset_npz, spec.get("n_examples"), device, ckpt, checkpoint)
     show = sys.stderr.isatty() if progress is None else progress
     start = time.time()
     report = sanity_report(model, test, eps=spec["eps"], batch_size=spec["batch_size"], settings=spec.get("settings"), progress=show)

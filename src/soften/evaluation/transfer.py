@@ -4,6 +4,11 @@ Adversarial examples are crafted once on a source model (e.g. a ResNet-34 or
 ResNet-50 trained with PGD-AT by the same pipeline) with a white-box attack
 (PGD-10 or CW-inf) and saved as an artifact; every target checkpoint is then
 evaluated on that same set. Targets never see the source's gradients.
+
+A transfer set records the sha256 of the dataset file it was crafted from; a
+target is only evaluated on it when the target was trained on that same file
+(the sha256 its checkpoint records), and only when the set's images are finite
+and in [0, 1].
 """
 
 from __future__ import annotations
@@ -16,9 +21,12 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from soften.data.fetch import dataset_digest
+from soften.errors import CorruptFileError
 from soften.evaluation.attacks import pgd_examples
-from soften.evaluation.common import encode_mask, load_eval_model, prepare_attack, provenance, run_fields, setup_device
-from soften.io import file_digest, load_torch, save_json, save_torch
+from soften.evaluation.common import (check_inputs, encode_mask, load_eval_model, prepare_attack, provenance, run_fields,
+                                      setup_device)
+from soften.io import load_torch, save_json, save_torch
 
 log = logging.getLogger("soften.transfer")
 
@@ -54,12 +62,13 @@ def craft_transfer(source_checkpoint: str | Path, dataset_npz: str | Path, spec:
             correct += int((model(x_adv).argmax(1) == y).sum())
         advs.append(x_adv.cpu())
     x_adv = torch.cat(advs) if advs else torch.zeros((0, *test.images.shape[1:]))
+    check_inputs(x_adv, f"the {spec['attack']} set crafted on {source_checkpoint}")
     n = len(test)
     meta = {
         "source_name": spec.get("source"), "source": run_fields(ckpt, source_checkpoint),
         "source_checkpoint": str(source_checkpoint), "attack": spec["attack"], "params": params,
         "n": n, "source_accuracy": correct / n if n else float("nan"),
-        "dataset_npz": str(dataset_npz), "dataset_sha256": file_digest(dataset_npz),
+        "dataset_npz": str(dataset_npz), "dataset_sha256": dataset_digest(dataset_npz),
         "seconds": round(time.time() - start, 3), **provenance(device),
     }
     save_torch({"format": FORMAT, "x_adv": x_adv.float(), "y": test.labels.cpu(), "meta": meta}, out)
@@ -68,10 +77,29 @@ def craft_transfer(source_checkpoint: str | Path, dataset_npz: str | Path, spec:
 
 
 def load_crafted(path: str | Path) -> dict[str, Any]:
+    """A transfer set, checked: finite [0, 1] images, one integer label each, its provenance."""
     crafted = load_torch(path)
-    if not isinstance(crafted, dict) or crafted.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a soften transfer set")
+    if not isinstance(crafted, dict) or crafted.get("format") != FORMAT or not {"x_adv", "y", "meta"} <= crafted.keys():
+        raise CorruptFileError(path, "is not a soften transfer set", "re-create it with craft_transfer")
+    x, y = crafted["x_adv"], crafted["y"]
+    if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor) or x.ndim != 4 or len(x) != len(y) \
+            or y.is_floating_point() or "dataset_sha256" not in crafted["meta"]:
+        raise CorruptFileError(path, "is an incomplete soften transfer set (images, labels or dataset hash missing "
+                                     "or mismatched)", "re-create it with craft_transfer")
+    check_inputs(x, path)
     return crafted
+
+
+def trained_dataset_sha256(ckpt: dict[str, Any], checkpoint: str | Path) -> str:
+    """The sha256 of the dataset file the checkpoint's run trained on: recorded in the
+    checkpoint, else (older checkpoints) computed from the file its spec names."""
+    if ckpt.get("dataset_sha256"):
+        return ckpt["dataset_sha256"]
+    path = Path(ckpt["spec"].get("dataset_npz", ""))
+    if not path.is_file():
+        raise CorruptFileError(checkpoint, f"records no dataset hash and its dataset file {path} is not here",
+                               "retrain it with this soften version")
+    return dataset_digest(path)
 
 
 def evaluate_transfer(target_checkpoint: str | Path, crafted_path: str | Path, spec: dict[str, Any], out: str | Path | None = None) -> dict[str, Any]:
@@ -82,6 +110,12 @@ def evaluate_transfer(target_checkpoint: str | Path, crafted_path: str | Path, s
     source_dataset, target_dataset = crafted["meta"]["source"]["dataset"], ckpt["spec"]["dataset"]
     if source_dataset != target_dataset:
         raise ValueError(f"{crafted_path} was crafted on {source_dataset!r} but {target_checkpoint} is a {target_dataset!r} model")
+    crafted_sha, target_sha = crafted["meta"]["dataset_sha256"], trained_dataset_sha256(ckpt, target_checkpoint)
+    if crafted_sha != target_sha:
+        raise CorruptFileError(crafted_path, f"was crafted on {source_dataset} file sha256 {crafted_sha[:16]}… but "
+                                             f"{target_checkpoint} was trained on sha256 {target_sha[:16]}… (another "
+                                             "version or subset of the data)",
+                               "re-create the set and retrain the target from the same dataset file")
     start = time.time()
     x_adv, y = crafted["x_adv"], crafted["y"]
     masks = []

@@ -24,6 +24,9 @@ ARCHS: dict[str, Callable[..., nn.Module]] = {
 def build_model(
     arch: str, *, num_classes: int, in_channels: int, mean: Sequence[float], std: Sequence[float]
 ) -> Normalized:
+    """A fresh ``arch`` network (a key of :data:`ARCHS`) for ``num_classes`` classes and
+    ``in_channels`` channels, wrapped to take [0, 1] images and normalise them with the
+    per-channel ``mean``/``std`` of the training pixels (in [0, 1] units)."""
     if arch not in ARCHS:
         raise ValueError(f"unknown architecture {arch!r}; known: {sorted(ARCHS)}")
     net = ARCHS[arch](num_classes=num_classes, in_channels=in_channels)

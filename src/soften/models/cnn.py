@@ -1,3 +1,5 @@
+"""The small CNNs of the CPU demo (``cnn``, ``cnn-wide``)."""
+
 from __future__ import annotations
 
 from torch import nn
@@ -30,6 +32,7 @@ class SmallCNN(nn.Module):
         self.head = nn.Linear(2 * width, num_classes)
 
     def forward(self, x):
+        """Logits (N, num_classes) of normalised images (N, C, H, W)."""
         return self.head(self.features(x))
 
 

@@ -1,3 +1,5 @@
+"""Normalisation inside the model, so that attacks see [0, 1] pixels."""
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -20,4 +22,5 @@ class Normalized(nn.Module):
         self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of images ``x`` in [0, 1], (N, C, H, W); normalised per channel, then the net."""
         return self.net((x - self.mean) / self.std)

@@ -14,6 +14,8 @@ from torch import nn
 
 
 class BasicBlock(nn.Module):
+    """Two 3x3 convolutions with BN and a (projected) identity shortcut (ResNet-18/34)."""
+
     expansion = 1
 
     def __init__(self, in_planes, planes, stride=1):
@@ -27,12 +29,15 @@ class BasicBlock(nn.Module):
             self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
 
     def forward(self, x):
+        """Features (or logits, for the nets) of a batch (N, C, H, W)."""
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         return F.relu(out + self.shortcut(x))
 
 
 class Bottleneck(nn.Module):
+    """1x1 - 3x3 - 1x1 convolutions with 4x expansion (ResNet-50)."""
+
     expansion = 4
 
     def __init__(self, in_planes, planes, stride=1):
@@ -48,6 +53,7 @@ class Bottleneck(nn.Module):
             self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes * 4, 1, stride, bias=False), nn.BatchNorm2d(planes * 4))
 
     def forward(self, x):
+        """Features (or logits, for the nets) of a batch (N, C, H, W)."""
         out = F.relu(self.bn1(self.conv1(x)))
         out = F.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
@@ -55,6 +61,8 @@ class Bottleneck(nn.Module):
 
 
 class PreActBlock(nn.Module):
+    """BN-ReLU before each convolution (PreActResNet-18, WRN-34-10)."""
+
     expansion = 1
 
     def __init__(self, in_planes, planes, stride=1):
@@ -68,6 +76,7 @@ class PreActBlock(nn.Module):
             self.shortcut = nn.Conv2d(in_planes, planes, 1, stride, bias=False)
 
     def forward(self, x):
+        """Features (or logits, for the nets) of a batch (N, C, H, W)."""
         out = F.relu(self.bn1(x))
         shortcut = self.shortcut(out) if self.shortcut is not None else x
         out = self.conv1(out)
@@ -76,6 +85,8 @@ class PreActBlock(nn.Module):
 
 
 class ResNet(nn.Module):
+    """A ResNet of ``block`` with ``num_blocks`` per stage (64/128/256/512 planes), CIFAR stem."""
+
     def __init__(self, block, num_blocks, num_classes=10, in_channels=3, preact=False):
         super().__init__()
         self.preact = preact
@@ -94,6 +105,7 @@ class ResNet(nn.Module):
         self.linear = nn.Linear(self.in_planes, num_classes)
 
     def forward(self, x):
+        """Features (or logits, for the nets) of a batch (N, C, H, W)."""
         out = self.conv1(x)
         if not self.preact:
             out = F.relu(self.bn1(out))
@@ -122,25 +134,36 @@ class WideResNet(nn.Module):
         self.linear = nn.Linear(in_planes, num_classes)
 
     def forward(self, x):
+        """Features (or logits, for the nets) of a batch (N, C, H, W)."""
         out = F.relu(self.bn(self.blocks(self.conv1(x))))
         return self.linear(F.adaptive_avg_pool2d(out, 1).flatten(1))
 
 
 def resnet18(num_classes=10, in_channels=3):
+    """ResNet-18 for ``num_classes`` classes and ``in_channels`` input channels (un-normalised: see
+    models.build_model)."""
     return ResNet(BasicBlock, (2, 2, 2, 2), num_classes, in_channels)
 
 
 def resnet34(num_classes=10, in_channels=3):
+    """ResNet-34 for ``num_classes`` classes and ``in_channels`` input channels (un-normalised: see
+    models.build_model)."""
     return ResNet(BasicBlock, (3, 4, 6, 3), num_classes, in_channels)
 
 
 def resnet50(num_classes=10, in_channels=3):
+    """ResNet-50 (bottleneck blocks) for ``num_classes`` classes and ``in_channels`` input channels
+    (un-normalised: see models.build_model)."""
     return ResNet(Bottleneck, (3, 4, 6, 3), num_classes, in_channels)
 
 
 def preact_resnet18(num_classes=10, in_channels=3):
+    """PreActResNet-18 (Rice et al. 2020) for ``num_classes`` classes and ``in_channels`` input
+    channels (un-normalised: see models.build_model)."""
     return ResNet(PreActBlock, (2, 2, 2, 2), num_classes, in_channels, preact=True)
 
 
 def wide_resnet34_10(num_classes=10, in_channels=3):
+    """WRN-34-10 (ADR's large model) for ``num_classes`` classes and ``in_channels`` input channels
+    (un-normalised: see models.build_model)."""
     return WideResNet(34, 10, num_classes, in_channels)

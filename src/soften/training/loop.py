@@ -10,44 +10,66 @@ A method is an objective, a label refiner and weight-space extras
 5. loss, backward; extras restore the weights (AWP); optimizer step;
 6. the refiner and extras observe the new weights (ADR's teacher, WA).
 
-Per epoch the loop appends a row to ``history.csv``, saves ``last.pt`` (model,
-optimizer, scheduler, RNG state, epoch, history, best-so-far, and the state of
-the refiner and extras: label banks, EMA teachers, weight averages), and
-refreshes ``best.pt`` when validation robust accuracy improves. The model that
-is validated and saved in ``best.pt``/``final.pt`` is the weight average for
-``+wa``/``+swa`` methods and the trained model otherwise. Restarting the same
-command resumes from ``last.pt``; on CPU the result is bit-identical to an
-uninterrupted run, because every random draw comes from either a per-epoch
-generator seeded by (seed, epoch) or the global torch RNG, whose state is
-checkpointed.
+:func:`train` runs these phases, one short function each:
+
+- :func:`set_up` builds everything from the spec (device, data, model, optimizer,
+  method components) and writes nothing, so a bad spec fails before a run folder exists;
+- :func:`run_folder` creates the folder, locks it against a second train process
+  and removes temporaries a killed save left; :func:`resume` restores ``last.pt``;
+- per epoch, :func:`train_epoch` (the optimizer steps), :func:`end_epoch` (LR
+  schedule, weight averages), :func:`monitor` (the ``history.csv`` row) and
+  :func:`save_epoch` (best-checkpoint choice, ``best.pt``, ``last.pt``, history);
+- :func:`finish` writes ``final.pt`` and ``train_summary.json``.
+
+``last.pt`` holds the model, optimizer, scheduler, RNG state, epoch, history,
+best-so-far, and the state of the refiner and extras (label banks, EMA teachers,
+weight averages); ``best.pt`` is refreshed when validation robust accuracy
+improves. The model that is validated and saved in ``best.pt``/``final.pt`` is
+the weight average for ``+wa``/``+swa`` methods and the trained model otherwise.
+Restarting the same command resumes from ``last.pt``; on CPU the result is
+bit-identical to an uninterrupted run, because every random draw comes from
+either a per-epoch generator seeded by (seed, epoch) or the global torch RNG,
+whose state is checkpointed.
+
+Nothing non-finite is saved: a non-finite loss, or any NaN/inf tensor in what an
+epoch would save, stops the run with ``DivergedError`` (exit status 2) naming the
+epoch and the tensor, and ``last.pt`` keeps the last good epoch. A ``last.pt``
+that cannot be read (or holds non-finite values) is set aside as
+``last.corrupt.pt`` with a warning and the run starts afresh.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import fcntl
 import io
 import logging
 import math
+import os
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
 from soften.attacks import model_mode, pgd
 from soften.data import DeviceData, augment_batch, load_dataset_npz
+from soften.data.fetch import dataset_digest, load_noisy_labels
 from soften.devices import PLACEMENT_KEYS, resolve_device
-from soften.io import load_torch, save_json, save_text, save_torch
+from soften.errors import BusyError, CorruptFileError, DivergedError
+from soften.io import load_torch, remove_stale_temporaries, save_json, save_text, save_torch
 from soften.labels import Batch, Setup, build_refiner
 from soften.models import build_model
-from soften.models.checkpoint import model_checkpoint, rng_state, set_rng_state
+from soften.models.checkpoint import first_non_finite, model_checkpoint, rng_state, set_rng_state
 from soften.training.extras import build_extra
 from soften.training.methods import method_params, parse_method
 from soften.training.objectives import build_objective
+from soften.training.speed import autocast_context, optimizer_options, prepare_model
+from soften.training.tracking import open_tracker
 
 log = logging.getLogger("soften.train")
 
@@ -57,16 +79,18 @@ HISTORY_COLUMNS = [
 ]
 
 
-class NonFiniteLossError(RuntimeError):
-    pass
+#: Taken (flock) by the train process working in a run folder.
+LOCK_NAME = ".train.lock"
+#: What a last.pt holds; one without these keys is no resume state.
+RESUME_KEYS = frozenset({"model", "optimizer", "scheduler", "refiner", "extras", "rng", "epoch", "history", "best", "spec"})
 
 
-def autocast_context(device: torch.device, amp: str):
-    """bf16 autocast on CUDA for training ('auto' or 'bf16'); fp16 on request; off on CPU."""
-    if device.type != "cuda" or amp == "off":
-        return contextlib.nullcontext()
-    dtype = torch.float16 if amp == "fp16" else torch.bfloat16
-    return torch.autocast("cuda", dtype=dtype)
+class NonFiniteLossError(DivergedError):
+    """The training loss became NaN or inf."""
+
+
+class NonFiniteStateError(DivergedError):
+    """A tensor an epoch would save (weights, BatchNorm statistics, optimizer or method state) is NaN or inf."""
 
 
 @torch.no_grad()
@@ -146,20 +170,348 @@ def same_run(a: dict[str, Any] | None, b: dict[str, Any]) -> bool:
     return a is not None and strip(a) == strip(b)
 
 
-def _holds_epoch(path: Path, epoch: int) -> bool:
-    return path.exists() and load_torch(path).get("epoch") == epoch
-
-
 def load_run_data(spec: dict[str, Any], device: torch.device):
+    """The dataset (checked, see load_dataset_npz) and its noisy training labels, on ``device``."""
     arrays = load_dataset_npz(spec["dataset_npz"])
-    with np.load(spec["noise_npz"], allow_pickle=False) as f:
-        y_train = f["y_train_noisy"]
-    if len(y_train) != len(arrays["y_train"]):
-        raise ValueError(f"{spec['noise_npz']} has {len(y_train)} labels but {spec['dataset_npz']} has {len(arrays['y_train'])} training images")
+    y_train = load_noisy_labels(spec["noise_npz"], len(arrays["class_names"]), len(arrays["y_train"]))
     train = DeviceData.from_numpy(arrays["x_train"], y_train, device)
     val = DeviceData.from_numpy(arrays["x_val"], arrays["y_val"], device)
     test = DeviceData.from_numpy(arrays["x_test"], arrays["y_test"], device)
     return arrays, train, val, test
+
+
+@dataclass
+class Run:
+    """One training run while it trains: what :func:`set_up` builds from the spec,
+    and the progress :func:`resume` restores and each epoch advances."""
+
+    spec: dict[str, Any]
+    out: Path
+    device: torch.device
+    model_args: dict[str, Any]
+    dataset_sha256: str
+    train_data: DeviceData
+    val_data: DeviceData
+    train_monitor: DeviceData  # the splits monitor() measures each epoch besides validation
+    test_monitor: DeviceData
+    monitor_steps: int         # PGD steps of the monitoring attack; 0: clean accuracy only
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    objective: Any
+    refiner: Any
+    extras: list[Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] = field(default_factory=lambda: {"epoch": 0, "val_robust_acc": -1.0, "model": None})
+    start_epoch: int = 1
+    saved_epoch: int | None = None  # the epoch of this run that last.pt holds (None: none yet)
+
+    @property
+    def training(self) -> dict[str, Any]:
+        return self.spec["training"]
+
+    def eval_model(self) -> torch.nn.Module:
+        """The model that is validated and saved: a weight average if an extra keeps one."""
+        for extra in self.extras:
+            averaged = extra.eval_model()
+            if averaged is not None:
+                return averaged
+        return self.model
+
+    def held(self) -> str:
+        """What a stopped run leaves to resume from, for error messages."""
+        if self.saved_epoch is None:
+            return "no epoch of this run has been saved, so there is nothing to resume"
+        return f"last.pt still holds epoch {self.saved_epoch}, the last good state"
+
+
+def build_optimizer(model: torch.nn.Module, tr: dict[str, Any], device: torch.device):
+    """SGD and its step schedule, as the papers train (SGLR §4, ADR §5.1); the kernel
+    options (foreach/fused) from soften.training.speed change no value."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=tr["lr"], momentum=tr["momentum"],
+                                weight_decay=tr["weight_decay"], nesterov=tr["nesterov"], **optimizer_options(device, tr))
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=tr["lr_milestones"], gamma=tr["lr_gamma"])
+    return optimizer, scheduler
+
+
+def build_method(spec: dict[str, Any], model: torch.nn.Module, setup: Setup):
+    """The method's objective, label refiner and extras. Specs from resolve_run carry every
+    component's resolved hyperparameters; a hand-written spec may leave some out, which
+    then take their defaults."""
+    base_method = spec.get("base_method", spec["method"])  # a variant's name is not a method name
+    method = parse_method(base_method)
+    params = method_params(base_method, spec.get("method_params") or {})
+    attack_train_mode = spec["training"]["attack_bn_mode"] == "train"
+    objective = build_objective(method.objective, params[method.objective], spec["threat"], attack_train_mode)
+    refiner = build_refiner(method.refiner, params[method.refiner], setup)
+    extras = [build_extra(name, params[name], model) for name in method.extras]
+    return objective, refiner, extras
+
+
+def monitor_splits(adversarial: bool, tr: dict[str, Any], train: DeviceData, val: DeviceData, test: DeviceData):
+    """What monitor() measures besides validation: (train subset, test subset, PGD steps)."""
+    if adversarial:
+        return train.head(tr["test_subset"] or len(val) or 1000), test.head(tr["test_subset"]), tr["val_attack_steps"]
+    # Standard training: clean accuracy only (a non-robust model's PGD accuracy is ~0),
+    # which costs one forward pass, so on the whole test split and as many training
+    # images: the noise-gap tables (SGLR Tab. B.2) read the last epoch's gap.
+    return train.head(len(test)), test, 0
+
+
+def set_up(spec: dict[str, Any], out_dir: str | Path) -> Run:
+    """Build the run from its spec: device, checked data, model, optimizer, schedule,
+    and the method's objective, refiner and extras. Writes nothing."""
+    parse_method(spec.get("base_method", spec["method"]))  # a bad method name fails before any work
+    device = torch.device(resolve_device(spec["device"], int(spec.get("gpu_slots", 1))))
+    if device.type == "cpu":
+        torch.set_num_threads(int(spec.get("threads", 1)))
+    tr = spec["training"]
+    arrays, train_data, val_data, test_data = load_run_data(spec, device)
+    num_classes, in_channels = len(arrays["class_names"]), int(arrays["x_train"].shape[-1])
+
+    torch.manual_seed(spec["seed"])
+    model = build_model(spec["arch"], num_classes=num_classes, in_channels=in_channels,
+                        mean=arrays["mean"].tolist(), std=arrays["std"].tolist()).to(device)
+    prepare_model(model, tr)  # channels_last, compile (soften.training.speed)
+    optimizer, scheduler = build_optimizer(model, tr, device)
+    setup = Setup(num_samples=len(train_data), num_classes=num_classes, model=model, device=device,
+                  teachers=spec.get("teachers", []))
+    objective, refiner, extras = build_method(spec, model, setup)
+    train_monitor, test_monitor, monitor_steps = monitor_splits(objective.adversarial, tr, train_data, val_data, test_data)
+    return Run(spec=spec, out=Path(out_dir), device=device,
+               model_args={"arch": spec["arch"], "num_classes": num_classes, "in_channels": in_channels},
+               dataset_sha256=dataset_digest(spec["dataset_npz"]), train_data=train_data, val_data=val_data,
+               train_monitor=train_monitor, test_monitor=test_monitor, monitor_steps=monitor_steps, model=model,
+               optimizer=optimizer, scheduler=scheduler, objective=objective, refiner=refiner, extras=extras)
+
+
+@contextlib.contextmanager
+def run_folder(out: Path):
+    """Create the run folder and hold its lock while the body runs, so that a second
+    train process on the same folder stops at once (``BusyError``). Temporaries a
+    killed save left (``.X.pt.*.tmp``) are removed: only the lock holder writes here."""
+    out.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out / LOCK_NAME, os.O_CREAT | os.O_RDWR, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        os.close(fd)
+        raise BusyError(f"{out} is being trained by another process{f' (pid {holder})' if holder else ''}; "
+                        "wait for it to finish, or stop it, then re-run") from None
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        stale = remove_stale_temporaries(out)
+        if stale:
+            log.warning("removed %d temporary file(s) an interrupted save left in %s: %s", len(stale), out,
+                        ", ".join(p.name for p in stale))
+        yield out
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _set_aside(path: Path) -> Path:
+    """Rename ``path`` (X.pt) to an unused X.corrupt[-K].pt beside it, keeping it for inspection."""
+    aside = path.with_name(f"{path.stem}.corrupt{path.suffix}")
+    k = 1
+    while aside.exists():
+        aside, k = path.with_name(f"{path.stem}.corrupt-{k}{path.suffix}"), k + 1
+    os.replace(path, aside)
+    return aside
+
+
+def _read_resume_state(path: Path) -> dict[str, Any] | None:
+    """last.pt's content; None (after setting the file aside, with a warning) when it
+    is unreadable, not a resume state, or holds non-finite values."""
+    try:
+        state = load_torch(path)
+        if not isinstance(state, dict) or not RESUME_KEYS <= state.keys():
+            problem = "is not a soften resume state"
+        elif (bad := first_non_finite({k: state[k] for k in ("model", "optimizer", "refiner", "extras")})) is not None:
+            problem = f"holds non-finite values (NaN or inf) in {bad}"
+        else:
+            return state
+    except CorruptFileError as err:
+        problem = err.problem
+    aside = _set_aside(path)
+    log.warning("%s %s: set aside as %s; the run starts afresh from epoch 1", path, problem, aside.name)
+    return None
+
+
+def _holds_epoch(path: Path, epoch: int) -> bool:
+    try:
+        return path.exists() and load_torch(path).get("epoch") == epoch
+    except CorruptFileError:
+        return False  # rewritten from last.pt
+
+
+def resume(run: Run) -> None:
+    """Continue from ``last.pt`` when it holds this run (same spec, same dataset file);
+    restore the outputs Snakemake deletes before re-running a job."""
+    last = run.out / "last.pt"
+    if not last.exists() or (state := _read_resume_state(last)) is None:
+        return
+    if not same_run(state.get("spec"), run.spec) or state.get("dataset_sha256", run.dataset_sha256) != run.dataset_sha256:
+        log.warning("%s was written for different settings or another dataset file; starting this run afresh", last)
+        return
+    try:
+        run.model.load_state_dict(state["model"])
+        run.optimizer.load_state_dict(state["optimizer"])
+        run.scheduler.load_state_dict(state["scheduler"])
+        run.refiner.load_state_dict(state["refiner"])
+        for extra in run.extras:
+            extra.load_state_dict(state["extras"][extra.name])
+        set_rng_state(state["rng"])
+    except (KeyError, RuntimeError, TypeError, ValueError) as err:  # e.g. written by another soften version
+        raise CorruptFileError(last, f"cannot be restored into this run ({type(err).__name__}: "
+                                     f"{str(err).splitlines()[0][:120]})",
+                               "rename or delete it to start the run afresh") from None
+    run.history, run.best = state["history"], state["best"]
+    run.start_epoch = state["epoch"] + 1
+    run.saved_epoch = state["epoch"]
+    log.info("resuming %s from epoch %d", run.out, run.start_epoch)
+    save_text(history_csv(run.history), run.out / "history.csv")
+    best = run.best
+    if best["model"] is not None and not _holds_epoch(run.out / "best.pt", best["epoch"]):
+        _save_checked(run, {"best.pt": _model_file(run, best["model"], best["epoch"], {"val_score": best["val_robust_acc"]})},
+                      best["epoch"])
+
+
+@dataclass
+class EpochStats:
+    """Sums over one epoch's optimizer steps (device tensors, read once at the end)."""
+
+    loss_sum: torch.Tensor
+    correct: torch.Tensor
+    grad_sq: torch.Tensor
+    steps: int
+    started: float
+
+
+def train_epoch(run: Run, epoch: int, show: bool) -> EpochStats:
+    """One epoch of optimizer steps over the shuffled, augmented training set. Stops
+    with ``NonFiniteLossError`` when the running loss becomes NaN or inf."""
+    spec, tr, device, data = run.spec, run.training, run.device, run.train_data
+    n, batch_size = len(data), tr["batch_size"]
+    steps = math.ceil(n / batch_size)
+    stats = EpochStats(torch.zeros((), device=device), torch.zeros((), device=device, dtype=torch.long),
+                       torch.zeros((), device=device), steps, time.time())
+    gen = torch.Generator().manual_seed(spec["seed"] * 1_000_003 + epoch)
+    order = torch.randperm(n, generator=gen).to(device)
+    run.model.train()
+    bar = tqdm(range(steps), desc=f"epoch {epoch}/{tr['epochs']}", leave=False, disable=not show)
+    for step in bar:
+        index = order[step * batch_size:(step + 1) * batch_size]
+        x, y = data.batch(index)
+        x = augment_batch(x, crop_padding=spec["augment"]["crop_padding"], flip=spec["augment"]["flip"], generator=gen)
+        batch = Batch(model=run.model, index=index, x=x, y=y, epoch=epoch,
+                      iteration=(epoch - 1) * steps + step, total_iterations=tr["epochs"] * steps)
+        loss, logits, grad_norm = train_step(batch, objective=run.objective, refiner=run.refiner, extras=run.extras,
+                                             optimizer=run.optimizer, autocast=autocast_context(device, tr["amp"]))
+        stats.grad_sq += grad_norm.square()
+        stats.loss_sum += loss * len(index)
+        stats.correct += (logits.argmax(1) == y).sum()
+        if (step + 1) % tr["nan_check_every"] == 0 or step + 1 == steps:
+            if not torch.isfinite(stats.loss_sum):
+                raise NonFiniteLossError(
+                    f"non-finite training loss in epoch {epoch} by batch {step + 1} of run {run.out}; {run.held()}. "
+                    "Lower the learning rate (training.lr) or check the data.")
+    bar.close()
+    return stats
+
+
+def end_epoch(run: Run, epoch: int) -> float:
+    """The end-of-epoch schedule: the LR step, then the extras' epoch end (SWA/WA
+    averaging, BatchNorm re-estimation). Returns the LR the epoch trained with."""
+    lr = run.optimizer.param_groups[0]["lr"]
+    run.scheduler.step()
+
+    def clean_train_batches():
+        """The training images in order, unaugmented (SWA's BatchNorm re-estimation)."""
+        return (x for x, _ in run.train_data.batches(run.training["batch_size"]))
+
+    for extra in run.extras:
+        extra.end_epoch(epoch, run.model, clean_train_batches)
+    return lr
+
+
+def monitor(run: Run, epoch: int, stats: EpochStats, lr: float) -> dict[str, Any]:
+    """The epoch's history row: training sums, and clean/robust accuracy of the
+    evaluated model on the validation split and the train/test monitor subsets."""
+    tr = run.training
+    evaluated = run.eval_model()
+    # Monitoring draws from its own generator: how often it runs (monitor_every) cannot change training.
+    generator = torch.Generator().manual_seed(run.spec["seed"] * 1_000_003 + epoch + 2**40)
+    mon = dict(eps=run.spec["threat"]["eps"], alpha=run.spec["threat"]["alpha"], steps=run.monitor_steps,
+               batch_size=tr["eval_batch_size"], generator=generator)
+    val_clean, val_robust = evaluate_split(evaluated, run.val_data, **mon)
+    test_clean, test_robust, train_clean, train_robust = monitor_curves(
+        epoch, tr, lambda: evaluate_split(evaluated, run.test_monitor, **mon)
+        + evaluate_split(evaluated, run.train_monitor, **mon))
+    n = len(run.train_data)
+    return {
+        "epoch": epoch, "lr": lr,
+        "train_loss": stats.loss_sum.item() / n, "train_batch_acc": stats.correct.item() / n,
+        "train_clean_acc": train_clean, "train_robust_acc": train_robust,
+        "val_clean_acc": val_clean, "val_robust_acc": val_robust,
+        "test_clean_acc": test_clean, "test_robust_acc": test_robust,
+        "grad_norm": math.sqrt(stats.grad_sq.item() / stats.steps), "seconds": round(time.time() - stats.started, 3),
+    }
+
+
+def _model_file(run: Run, state_dict: dict[str, torch.Tensor], epoch: int, metrics: dict[str, Any]) -> dict[str, Any]:
+    return model_checkpoint(state_dict, spec=run.spec, model_args=run.model_args, epoch=epoch, metrics=metrics,
+                            dataset_sha256=run.dataset_sha256)
+
+
+def _save_checked(run: Run, files: dict[str, Any], epoch: int) -> None:
+    """Save ``{name: content}`` into the run folder in order, once every tensor of
+    every file is finite; otherwise save none and stop with ``NonFiniteStateError``."""
+    for name, content in files.items():
+        bad = first_non_finite(content)
+        if bad is not None:
+            raise NonFiniteStateError(
+                f"training diverged: after epoch {epoch} of run {run.out}, {bad} in {name} holds non-finite values "
+                f"(NaN or inf), so nothing of epoch {epoch} was saved; {run.held()}. Lower the learning rate "
+                "(training.lr) or check the data.")
+    for name, content in files.items():
+        save_torch(content, run.out / name)
+
+
+def save_epoch(run: Run, epoch: int, row: dict[str, Any]) -> None:
+    """Append the epoch's row, keep the best checkpoint (chosen on validation), and
+    save best.pt (if improved), last.pt and history.csv: nothing if any tensor is non-finite."""
+    run.history.append(row)
+    # Selection metric: val robust accuracy for adversarial methods, clean otherwise.
+    val_robust, val_clean = row["val_robust_acc"], row["val_clean_acc"]
+    score = val_robust if run.objective.adversarial and not math.isnan(val_robust) else val_clean
+    files = {}
+    if score > run.best["val_robust_acc"]:
+        run.best = {"epoch": epoch, "val_robust_acc": score,
+                    "model": {k: v.detach().cpu().clone() for k, v in run.eval_model().state_dict().items()}}
+        # best.pt before last.pt: a kill in between only makes the resumed run redo this epoch.
+        files["best.pt"] = _model_file(run, run.best["model"], epoch, {"val_score": score})
+    files["last.pt"] = {
+        "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
+        "refiner": run.refiner.state_dict(), "extras": {extra.name: extra.state_dict() for extra in run.extras},
+        "rng": rng_state(), "epoch": epoch, "history": run.history, "best": run.best, "spec": run.spec,
+        "dataset_sha256": run.dataset_sha256,
+    }
+    _save_checked(run, files, epoch)
+    run.saved_epoch = epoch
+    save_text(history_csv(run.history), run.out / "history.csv")
+    log.info("epoch %d: loss %.4f val clean %.4f robust %.4f (%.1fs)", epoch, row["train_loss"], val_clean, val_robust,
+             row["seconds"])
+
+
+def finish(run: Run) -> None:
+    """final.pt (the evaluated model after the last epoch) and train_summary.json."""
+    epochs, history = run.training["epochs"], run.history
+    _save_checked(run, {"final.pt": _model_file(run, run.eval_model().state_dict(), epochs, history[-1] if history else {})},
+                  epochs)
+    save_json({"best_epoch": run.best["epoch"], "best_val_score": run.best["val_robust_acc"],
+               "final": history[-1] if history else {}}, run.out / "train_summary.json")
 
 
 def train(spec: dict[str, Any], out_dir: str | Path, *, stop_after_epoch: int | None = None, progress: bool | None = None) -> list[dict[str, Any]]:
@@ -169,162 +521,21 @@ def train(spec: dict[str, Any], out_dir: str | Path, *, stop_after_epoch: int | 
     would (used by tests and by schedulers with wall-time limits).
     Returns the history rows.
     """
-    base_method = spec.get("base_method", spec["method"])  # a variant's name is not a method name
-    method = parse_method(base_method)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    device = torch.device(resolve_device(spec["device"]))
-    if device.type == "cpu":
-        torch.set_num_threads(int(spec.get("threads", 1)))
-    tr = spec["training"]
-    threat = spec["threat"]
-
-    arrays, train_data, val_data, test_data = load_run_data(spec, device)
-    num_classes = len(arrays["class_names"])
-    in_channels = int(arrays["x_train"].shape[-1])
-    model_args = {"arch": spec["arch"], "num_classes": num_classes, "in_channels": in_channels}
-
-    torch.manual_seed(spec["seed"])
-    model = build_model(spec["arch"], num_classes=num_classes, in_channels=in_channels,
-                        mean=arrays["mean"].tolist(), std=arrays["std"].tolist()).to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=tr["lr"], momentum=tr["momentum"],
-                                weight_decay=tr["weight_decay"], nesterov=tr["nesterov"])
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=tr["lr_milestones"], gamma=tr["lr_gamma"])
-
-    # Specs from resolve_run carry every component's resolved hyperparameters;
-    # a hand-written spec may leave some out, which then take their defaults.
-    params = method_params(base_method, spec.get("method_params") or {})
-    attack_train_mode = tr["attack_bn_mode"] == "train"
-    objective = build_objective(method.objective, params[method.objective], threat, attack_train_mode)
-    setup = Setup(num_samples=len(train_data), num_classes=num_classes, model=model, device=device,
-                  teachers=spec.get("teachers", []))
-    refiner = build_refiner(method.refiner, params[method.refiner], setup)
-    extras = [build_extra(name, params[name], model) for name in method.extras]
-    if objective.adversarial:
-        test_monitor = test_data.head(tr["test_subset"])
-        train_monitor = train_data.head(tr["test_subset"] or len(val_data) or 1000)
-        monitor_steps = tr["val_attack_steps"]
-    else:
-        # Standard training: clean accuracy only (a non-robust model's PGD accuracy is ~0),
-        # which costs one forward pass, so on the whole test split and as many training
-        # images: the noise-gap tables (SGLR Tab. B.2) read the last epoch's gap.
-        test_monitor = test_data
-        train_monitor = train_data.head(len(test_data))
-        monitor_steps = 0
-
-    def eval_model():
-        """The model that is validated and saved: a weight average if an extra keeps one."""
-        for extra in extras:
-            averaged = extra.eval_model()
-            if averaged is not None:
-                return averaged
-        return model
-
-    history: list[dict[str, Any]] = []
-    best = {"epoch": 0, "val_robust_acc": -1.0, "model": None}
-    start_epoch = 1
-    last_path = out / "last.pt"
-    if last_path.exists():
-        state = load_torch(last_path)
-        if not same_run(state.get("spec"), spec):
-            log.warning("%s was written for different settings; starting this run afresh", last_path)
-        else:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            refiner.load_state_dict(state["refiner"])
-            for extra in extras:
-                extra.load_state_dict(state["extras"][extra.name])
-            set_rng_state(state["rng"])
-            history, best = state["history"], state["best"]
-            start_epoch = state["epoch"] + 1
-            log.info("resuming %s from epoch %d", out, start_epoch)
-            # Snakemake deletes declared outputs before re-running a job: restore them.
-            save_text(history_csv(history), out / "history.csv")
-            if best["model"] is not None and not _holds_epoch(out / "best.pt", best["epoch"]):
-                save_torch(model_checkpoint(best["model"], spec=spec, model_args=model_args, epoch=best["epoch"],
-                                            metrics={"val_score": best["val_robust_acc"]}), out / "best.pt")
-
-    adversarial = objective.adversarial
+    run = set_up(spec, out_dir)
     show = sys.stderr.isatty() if progress is None else progress
-    n = len(train_data)
-    batch_size = tr["batch_size"]
-    steps = math.ceil(n / batch_size)
-
-    def clean_train_batches():
-        """The training images in order, unaugmented (SWA's BatchNorm re-estimation)."""
-        return (x for x, _ in train_data.batches(batch_size))
-
-    for epoch in range(start_epoch, tr["epochs"] + 1):
-        t0 = time.time()
-        gen = torch.Generator().manual_seed(spec["seed"] * 1_000_003 + epoch)
-        order = torch.randperm(n, generator=gen).to(device)
-        model.train()
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        grad_sq = torch.zeros((), device=device)
-        bar = tqdm(range(steps), desc=f"epoch {epoch}/{tr['epochs']}", leave=False, disable=not show)
-        for step in bar:
-            index = order[step * batch_size:(step + 1) * batch_size]
-            x, y = train_data.batch(index)
-            x = augment_batch(x, crop_padding=spec["augment"]["crop_padding"], flip=spec["augment"]["flip"], generator=gen)
-            batch = Batch(model=model, index=index, x=x, y=y, epoch=epoch,
-                          iteration=(epoch - 1) * steps + step, total_iterations=tr["epochs"] * steps)
-            loss, logits, grad_norm = train_step(batch, objective=objective, refiner=refiner, extras=extras,
-                                                 optimizer=optimizer, autocast=autocast_context(device, tr["amp"]))
-            grad_sq += grad_norm.square()
-            loss_sum += loss * len(index)
-            correct += (logits.argmax(1) == y).sum()
-            if (step + 1) % tr["nan_check_every"] == 0 or step + 1 == steps:
-                if not torch.isfinite(loss_sum):
-                    raise NonFiniteLossError(
-                        f"non-finite training loss in epoch {epoch} by batch {step + 1} of run {out}; "
-                        f"last.pt still holds epoch {epoch - 1}. Lower the learning rate or check the data."
-                    )
-        bar.close()
-        lr = optimizer.param_groups[0]["lr"]
-        scheduler.step()
-        for extra in extras:
-            extra.end_epoch(epoch, model, clean_train_batches)
-
-        evaluated = eval_model()
-        # Monitoring draws from its own generator: how often it runs (monitor_every) cannot change training.
-        mon = dict(eps=threat["eps"], alpha=threat["alpha"], steps=monitor_steps, batch_size=tr["eval_batch_size"],
-                   generator=torch.Generator().manual_seed(spec["seed"] * 1_000_003 + epoch + 2**40))
-        val_clean, val_robust = evaluate_split(evaluated, val_data, **mon)
-        test_clean, test_robust, train_clean, train_robust = monitor_curves(
-            epoch, tr, lambda: evaluate_split(evaluated, test_monitor, **mon) + evaluate_split(evaluated, train_monitor, **mon))
-        row = {
-            "epoch": epoch, "lr": lr,
-            "train_loss": loss_sum.item() / n, "train_batch_acc": correct.item() / n,
-            "train_clean_acc": train_clean, "train_robust_acc": train_robust,
-            "val_clean_acc": val_clean, "val_robust_acc": val_robust,
-            "test_clean_acc": test_clean, "test_robust_acc": test_robust,
-            "grad_norm": math.sqrt(grad_sq.item() / steps), "seconds": round(time.time() - t0, 3),
-        }
-        history.append(row)
-        # Selection metric: val robust accuracy for adversarial methods, clean otherwise.
-        score = val_robust if adversarial and not math.isnan(val_robust) else val_clean
-        improved = score > best["val_robust_acc"]
-        if improved:
-            best = {"epoch": epoch, "val_robust_acc": score,
-                    "model": {k: v.detach().cpu().clone() for k, v in evaluated.state_dict().items()}}
-        # best.pt before last.pt: a kill in between only makes the resumed run redo this epoch.
-        if improved:
-            save_torch(model_checkpoint(best["model"], spec=spec, model_args=model_args, epoch=epoch,
-                                        metrics={"val_score": score}), out / "best.pt")
-        save_torch({
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "refiner": refiner.state_dict(), "extras": {extra.name: extra.state_dict() for extra in extras},
-            "rng": rng_state(), "epoch": epoch, "history": history, "best": best, "spec": spec,
-        }, last_path)
-        save_text(history_csv(history), out / "history.csv")
-        log.info("epoch %d: loss %.4f val clean %.4f robust %.4f (%.1fs)", epoch, row["train_loss"], val_clean, val_robust, row["seconds"])
-        if stop_after_epoch is not None and epoch >= stop_after_epoch and epoch < tr["epochs"]:
-            return history
-
-    save_torch(model_checkpoint(eval_model().state_dict(), spec=spec, model_args=model_args, epoch=tr["epochs"],
-                                metrics=history[-1] if history else {}), out / "final.pt")
-    save_json({"best_epoch": best["epoch"], "best_val_score": best["val_robust_acc"],
-               "final": history[-1] if history else {}}, out / "train_summary.json")
-    return history
+    with run_folder(run.out):
+        resume(run)
+        tracker = open_tracker(spec.get("tracking", "none"), run.out, run.history)
+        try:
+            for epoch in range(run.start_epoch, run.training["epochs"] + 1):
+                stats = train_epoch(run, epoch, show)
+                lr = end_epoch(run, epoch)
+                row = monitor(run, epoch, stats, lr)
+                save_epoch(run, epoch, row)
+                tracker.log_epoch(row)
+                if stop_after_epoch is not None and epoch >= stop_after_epoch and epoch < run.training["epochs"]:
+                    return run.history
+            finish(run)
+        finally:
+            tracker.close()
+    return run.history
