@@ -86,9 +86,9 @@ def test_every_dvc_stage_is_one_snakemake_job_with_the_same_command(which, repo,
     assert "train/digits/none/cnn/pgd-at/seed100" in stages  # the transfer source
     if which == "default":
         # AutoAttack exactly where an experiment asks: the autoattack experiment's
-        # 3 methods, seed 0, noise none, both checkpoints, and nothing else.
+        # 3 methods, seed 0, 40% symmetric noise, the wide CNN, both checkpoints, and nothing else.
         aa = sorted(n for n in stages if n.startswith("evaluate_attack/"))
-        assert len(aa) == 6 and all(n.endswith("/aa") and "/none/cnn/" in n and "/seed0/" in n for n in aa)
+        assert len(aa) == 6 and all(n.endswith("/aa") and "/symmetric-0.4/cnn-wide/" in n and "/seed0/" in n for n in aa)
     else:  # kd-swa's teachers are trained and are the student's inputs
         student = stages["train/digits/none/cnn/kd-swa/seed0"]
         assert {"results/digits/none/cnn/standard/seed0/best.pt", "results/digits/none/cnn/pgd-at/seed0/best.pt"} <= \
