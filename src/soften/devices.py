@@ -45,6 +45,16 @@ _held: list[int] = []        # lock file descriptors kept open while the process
 _claimed: str | None = None  # the GPU this process resolved cuda/auto to
 
 
+def host_has_cuda() -> bool:
+    """Whether this host can run CUDA. Without an NVIDIA device node there is none to find,
+    and torch is not imported (seconds per Snakemake start)."""
+    if not Path("/dev/nvidiactl").exists():
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def lock_dir() -> Path:
     """The folder of the GPU lock files, created (mode 1777) when missing."""
     folder = Path(os.environ.get(LOCK_DIR_ENV) or Path(tempfile.gettempdir()) / "soften-gpu-locks")

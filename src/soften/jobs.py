@@ -254,3 +254,15 @@ def format_command(template: str, job: Job) -> str:
     """``template`` filled with ``job``'s files, params and wildcards, as Snakemake fills a rule's shell."""
     return _SnakemakeFormatter().format(template, input=_Files(job.input), output=_Files(job.output),
                                         params=_Namespace(job.params), wildcards=_Namespace(job.wildcards))
+
+
+def report_category(cfg: dict[str, Any], experiment: str) -> str:
+    """The experiment's category in ``snakemake --report``: its title up to the colon
+    ("SGLR Table 2") when no other experiment shares that prefix, else its name."""
+
+    def prefix(name):
+        return (cfg["experiments"][name].get("title") or name).split(":")[0].strip()
+
+    mine = prefix(experiment)
+    shared = sum(prefix(n) == mine for n in cfg["experiments"]) > 1
+    return experiment if shared or not mine else mine

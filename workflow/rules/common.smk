@@ -20,6 +20,7 @@ import soften.config as sc
 from soften import jobs as J
 from soften import layout as L
 from soften.codedeps import code_hash
+from soften.devices import host_has_cuda
 
 
 def _load_config():
@@ -36,9 +37,6 @@ CFG = _load_config()
 config.clear()
 config.update(CFG)
 EXPERIMENTS = list(CFG["experiments"])
-# keep_checkpoints: false (the smoke scale) deletes checkpoints once read, and a
-# finished training job its resume state (soften.stages.train reads this variable).
-os.environ["SOFTEN_KEEP_CHECKPOINTS"] = "1" if CFG["keep_checkpoints"] else "0"
 
 
 def checkpoint_output(path):
@@ -47,22 +45,17 @@ def checkpoint_output(path):
 
 # Jobs resolve `device` themselves (a login node may have no GPU while compute
 # nodes do); this host's view only decides whether jobs declare gpu=1.
-def _host_has_cuda():
-    # Importing torch costs seconds per Snakemake start; without an NVIDIA device node
-    # there is no CUDA to find.
-    if not Path("/dev/nvidiactl").exists():
-        return False
-    import torch
-
-    return torch.cuda.is_available()
-
-
-GPU_JOBS = 1 if CFG["device"].startswith("cuda") or (CFG["device"] == "auto" and _host_has_cuda()) else 0
+GPU_JOBS = 1 if CFG["device"].startswith("cuda") or (CFG["device"] == "auto" and host_has_cuda()) else 0
 # Jobs read where they run (device, GPU sharing) and whether they report to TensorBoard
 # from the environment, not from their command or params: `--config device=cuda` moves
 # jobs without rerunning them (remote jobs re-read the Snakefile, so they get it too).
+# keep_checkpoints: false (the smoke scale) makes a finished training job drop its
+# resume state (soften.stages.train reads SOFTEN_KEEP_CHECKPOINTS).
 os.environ.update(
-    SOFTEN_DEVICE=CFG["device"], SOFTEN_GPU_SLOTS=str(CFG["gpu_slots_per_device"]), SOFTEN_TRACKING=CFG["tracking"]
+    SOFTEN_DEVICE=CFG["device"],
+    SOFTEN_GPU_SLOTS=str(CFG["gpu_slots_per_device"]),
+    SOFTEN_TRACKING=CFG["tracking"],
+    SOFTEN_KEEP_CHECKPOINTS="1" if CFG["keep_checkpoints"] else "0",
 )
 
 
@@ -90,3 +83,11 @@ def experiment_outputs(name):
 # Every rule's software environment: used only with --sdm conda (the default route
 # is the project's virtual environment, on PATH). soften itself comes from SRC above.
 CONDA_ENV = "../envs/soften.yaml"
+
+
+def report_category(wc):
+    return J.report_category(CFG, wc.experiment)
+
+
+def report_labels(what):
+    return lambda wc: {"experiment": wc.experiment, "kind": CFG["experiments"][wc.experiment]["kind"], "file": what}

@@ -10,22 +10,6 @@
 report: "../report/workflow.rst"
 
 
-def report_category(wc):
-    """The experiment's report category: its title up to the colon ("SGLR Table 2")
-    when no other experiment shares that prefix, else its name."""
-
-    def prefix(name):
-        return (CFG["experiments"][name].get("title") or name).split(":")[0].strip()
-
-    mine = prefix(wc.experiment)
-    shared = sum(prefix(n) == mine for n in EXPERIMENTS) > 1
-    return wc.experiment if shared or not mine else mine
-
-
-def report_labels(what):
-    return lambda wc: {"experiment": wc.experiment, "kind": CFG["experiments"][wc.experiment]["kind"], "file": what}
-
-
 TABLE_PATHS = L.table_paths(CFG, "{experiment}")
 
 
