@@ -63,7 +63,7 @@ def test_figure_inputs_add_the_bar_attack_evaluations_to_accuracy_experiments(re
     assert f"{run_dir}/eval/best-{attack}.json" in inputs and f"{run_dir}/eval/final-{attack}.json" in inputs
     assert len(inputs) == len(runs) * (1 + len(exp["checkpoints"]))
     for other, e in cfg["experiments"].items():
-        if e["kind"] in ("calibration", "sanity"):
+        if e["kind"] in ("calibration", "sanity", "transfer"):
             assert layout.figure_inputs(cfg, other) == layout.experiment_inputs(cfg, other)
 
 
@@ -114,3 +114,38 @@ def test_the_tables_and_figures_jobs_start_without_torch(subprocess_env):
     code = "import sys, soften.__main__, soften.tables, soften.plots; print('torch' in sys.modules)"
     proc = subprocess.run([sys.executable, "-c", code], env=subprocess_env, capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "False"
+
+
+def test_transfer_figure_draws_one_bar_per_method_checkpoint_and_crafted_set(tmp_path, monkeypatch):
+    """A transfer experiment's figure is drawn from its transfer evaluations (not learning
+    curves): Best and Final per method in each (source · attack) group, mean over seeds."""
+    import soften.plots as plots
+
+    drawn = []
+    real_bar = plots.plt.Axes.bar
+
+    def spy(ax, x, height, *args, **kwargs):
+        drawn.append((round(float(x), 3), float(height), kwargs.get("yerr")))
+        return real_bar(ax, x, height, *args, **kwargs)
+
+    monkeypatch.setattr(plots.plt.Axes, "bar", spy)
+    paths = []
+    for method in ("pgd-at", "pgd-at+sglr"):
+        for seed in (0, 1):
+            for ckpt in ("best", "final"):
+                for attack in ("pgd10", "cw20"):
+                    acc = {"pgd-at": 0.50, "pgd-at+sglr": 0.60}[method] + 0.02 * seed - (0.1 if ckpt == "final" else 0)
+                    rec = {"dataset": "digits", "noise": "none", "arch": "cnn", "method": method, "seed": seed,
+                           "checkpoint": ckpt, "attack": attack, "source_name": "src", "accuracy": acc,
+                           "source_accuracy": 0.4, "n": 100}
+                    paths.append(tmp_path / f"{method}-{seed}-{ckpt}-{attack}.json")
+                    paths[-1].write_text(json.dumps(rec))
+    spec = {"name": "transfer", "kind": "transfer", "methods": ["pgd-at", "pgd-at+sglr"], "sources": ["src"],
+            "attacks": ["pgd10", "cw20"]}
+    out = experiment_figure(paths, spec, tmp_path / "transfer.png")
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    assert len(drawn) == 2 * 2 * 2                       # sets x methods x checkpoints
+    heights = sorted(round(h, 6) for _, h, _ in drawn)
+    # by hand: mean over seeds 0 and 1 (+0.01), in percent
+    assert heights == sorted([41.0, 41.0, 51.0, 51.0, 51.0, 51.0, 61.0, 61.0])
+    assert all(yerr is not None and yerr == pytest.approx(100 * 0.02 / 2 ** 0.5) for _, _, yerr in drawn)

@@ -293,10 +293,11 @@ def figure_attack(cfg: dict[str, Any], name: str) -> str | None:
 
 
 def figure_inputs(cfg: dict[str, Any], name: str) -> list[str]:
-    """What an experiment's figure is drawn from: reliability data, sanity sweeps, or learning
-    curves (history.csv), with the evaluations of :func:`figure_attack` for accuracy experiments."""
+    """What an experiment's figure is drawn from: reliability data, sanity sweeps, transfer
+    evaluations, or learning curves (history.csv), with the evaluations of :func:`figure_attack`
+    for accuracy experiments."""
     exp = cfg["experiments"][name]
-    if exp["kind"] in ("calibration", "sanity"):
+    if exp["kind"] in ("calibration", "sanity", "transfer"):
         return experiment_inputs(cfg, name)
     runs = experiment_runs(cfg, name)
     attack = figure_attack(cfg, name)

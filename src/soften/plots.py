@@ -86,6 +86,8 @@ def experiment_figure(inputs: Iterable[str | Path], spec: dict[str, Any], out: s
         return plot_reliability([json.loads(p.read_text()) for p in inputs], spec, Path(out))
     if kind == "sanity":
         return plot_sanity([json.loads(p.read_text()) for p in inputs], spec, Path(out))
+    if kind == "transfer":
+        return plot_transfer([json.loads(p.read_text()) for p in inputs], spec, Path(out))
     # Learning curves from the runs' history.csv; accuracy experiments also pass the
     # evaluation records of their first attack (soften.layout.figure_inputs).
     csvs = [p for p in inputs if p.suffix == ".csv"]
@@ -269,6 +271,60 @@ def _bars(ax, records: list[dict[str, Any]], methods: list[str], seeds: pd.Serie
     ax.grid(axis="y", alpha=0.3)
 
 
+def plot_transfer(records: list[dict[str, Any]], spec: dict[str, Any], out: Path) -> Path:
+    """Black-box transfer: per (dataset, noise, arch) a panel, per crafted set (source ·
+    attack) a group of bars, per method Best (solid) and Final (hatched) accuracy, mean ±
+    std over seeds; a black tick marks the source model's own accuracy on the set."""
+    frame = pd.DataFrame([{"panel": (r["dataset"], r["noise"], r["arch"]), "set": f"{r['source_name']} · {r['attack']}",
+                           "method": r["method"], "seed": r["seed"], "checkpoint": r["checkpoint"],
+                           "acc": 100 * r["accuracy"], "source": 100 * r["source_accuracy"], "n": r["n"]}
+                          for r in records])
+    panels = list(dict.fromkeys(frame["panel"]))
+    named = [f"{src} · {att}" for src in spec.get("sources", []) for att in spec.get("attacks", [])]
+    sets = [n for n in named if n in set(frame["set"])] or list(dict.fromkeys(frame["set"]))
+    methods = [m for m in spec.get("methods", []) if m in set(frame["method"])] or sorted(frame["method"].unique())
+    ckpts = [c for c in ("best", "final") if c in set(frame["checkpoint"])]
+    slots = len(methods) * len(ckpts)
+    width = 0.8 / slots
+    fig, axes = plt.subplots(1, len(panels), figsize=(max(8.0, 1.1 + 0.45 * slots * len(sets)) * len(panels), 4.8),
+                             squeeze=False, constrained_layout=True)
+    for ax, panel in zip(axes[0], panels):
+        own = frame[frame["panel"] == panel]
+        for g, name in enumerate(sets):
+            group = own[own["set"] == name]
+            for i, method in enumerate(methods):
+                color = method_color(method)
+                for k, ckpt in enumerate(ckpts):
+                    acc = group[(group["method"] == method) & (group["checkpoint"] == ckpt)].set_index("seed")["acc"]
+                    if acc.empty:
+                        continue
+                    mean, std = _seed_stats(acc)
+                    x = g + (i * len(ckpts) + k + 0.5) * width - 0.4
+                    style = dict(color=color, edgecolor="k", lw=0.6) if ckpt == "best" else \
+                        dict(color="white", edgecolor=color, hatch="///", lw=1.0)
+                    ax.bar(x, mean, width=width * 0.92, yerr=std if len(acc) > 1 else None, capsize=2,
+                           error_kw={"lw": 0.8}, **style)
+            if not group.empty:
+                ax.hlines(group["source"].iloc[0], g - 0.42, g + 0.42, colors="k", lw=1.2, ls=":")
+        ax.set_xticks(range(len(sets)), sets, fontsize=8)
+        low = min(own["acc"].min(), own["source"].min())
+        ax.set_ylim(max(0.0, 5 * math.floor((low - 5) / 5)), min(100.0, own["acc"].max() + 5))
+        ax.set_ylabel(f"accuracy (%) on the crafted set, {int(own['n'].iloc[0])} test images", fontsize=9)
+        ax.set_title(" · ".join(panel), fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    seeds = frame.groupby("method")["seed"].nunique()
+    handles = [Patch(facecolor=method_color(m), edgecolor="k", lw=0.6) for m in methods]
+    labels = [f"{m} ({seeds[m]} seed{'s' if seeds[m] > 1 else ''})" for m in methods]
+    if "final" in ckpts:
+        handles += [Patch(facecolor="grey", edgecolor="k", lw=0.6), Patch(facecolor="white", edgecolor="grey", hatch="///")]
+        labels += ["Best checkpoint (solid)", "Final checkpoint (hatched)"]
+    handles.append(Line2D([], [], color="k", ls=":", lw=1.2))
+    labels.append("source model's own accuracy on the set (white-box)")
+    fig.legend(handles, labels, loc="outside lower center", ncol=2, fontsize=8, frameon=False)
+    fig.suptitle(spec.get("title") or spec["name"], fontsize=10)
+    return _save(fig, out)
+
+
 def plot_reliability(records: list[dict], spec: dict[str, Any], out: Path) -> Path:
     """Reliability diagrams of the first seed, first (dataset, noise, arch): accuracy vs confidence per bin."""
     first = records[0]
@@ -324,12 +380,25 @@ def plot_sanity(records: list[dict], spec: dict[str, Any], out: Path) -> Path:
         ax_eps.plot(eps, acc, marker="o", ms=3, color=color, ls=ls)
         ax_steps.plot([p["steps"] for p in r["steps_sweep"]], [100 * p["accuracy"] for p in r["steps_sweep"]],
                       marker="o", ms=3, color=color, ls=ls)
-    ax_eps.set(xscale="symlog", xlabel="PGD radius eps (×1/255; 255 = unbounded)", ylabel="accuracy (%)",
+    swept = sorted({0.0, *(p["eps"] * 255 for r in records for p in r["eps_sweep"])})
+    # symlog, linear below the smallest radius swept, ticks at the radii themselves: 0 sits at the axis start
+    # and no decade without a point gets a tick.
+    ax_eps.set_xscale("symlog", linthresh=min([e for e in swept if e > 0], default=1.0))
+    shown, kept = [], math.inf
+    for e in reversed(swept):  # label 255 always, then every radius not crowding the last one labelled
+        if e == 0 or kept / e >= 1.5:
+            shown.append(e)
+            kept = e
+    ax_eps.set_xticks(shown, [f"{e:.3g}" for e in shown], fontsize=8)
+    ax_eps.xaxis.set_minor_locator(plt.NullLocator())
+    ax_eps.set(xlabel="PGD radius eps (×1/255; 255 = unbounded)", ylabel="accuracy (%)",
                title="accuracy must reach 0 when unbounded")
     ax_steps.set(xscale="log", xlabel="PGD steps", ylabel="accuracy (%)", title="accuracy must converge with steps")
     for ax in (ax_eps, ax_steps):
         ax.grid(alpha=0.3)
-    methods = list(dict.fromkeys(r["method"] for r in records))
+    order = list(spec.get("methods") or [])  # the experiment's order, not the files'
+    methods = sorted(dict.fromkeys(r["method"] for r in records),
+                     key=lambda m: order.index(m) if m in order else len(order))
     seeds = sorted({int(r["seed"]) for r in records})
     handles = [Line2D([], [], color=method_color(m), lw=2.5) for m in methods]
     labels = list(methods)
@@ -337,6 +406,8 @@ def plot_sanity(records: list[dict], spec: dict[str, Any], out: Path) -> Path:
         handles.append(Line2D([], [], color="k", ls=styles.get(ckpt, ":")))
         labels.append(f"{ckpt} checkpoint")
     fig.legend(handles, labels, loc="outside right upper", fontsize=8, frameon=False)
-    fig.suptitle(f"{spec.get('title') or spec['name']} (seed{'s' if len(seeds) > 1 else ''} "
-                 f"{', '.join(map(str, seeds))})", fontsize=10)
+    title = spec.get("title") or spec["name"]
+    if "seed" not in title:  # a title that names its seeds already says it
+        title += f" (seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))})"
+    fig.suptitle(title, fontsize=10)
     return _save(fig, out)
