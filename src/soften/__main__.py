@@ -103,6 +103,8 @@ def _placed(spec: dict, args) -> dict:
     spec.setdefault("device", "auto")
     spec.setdefault("threads", 1)
     spec.setdefault("gpu_slots", 1)
+    log.info("placement: device %s, %s thread(s), %s job slot(s) per GPU, tracking %s", spec["device"], spec["threads"],
+             spec["gpu_slots"], spec.get("tracking", "none"))
     return spec
 
 
@@ -126,7 +128,9 @@ def _spec(args, resolver):
         spec = resolver(config, cfg)
         if not getattr(args, "gpu_slots", None) and not os.environ.get(PLACEMENT_ENV["gpu_slots"]):
             args.gpu_slots = cfg.get("gpu_slots_per_device", 1)
-    return [_placed(s, args) for s in spec] if isinstance(spec, list) else _placed(spec, args)
+    if isinstance(spec, list):
+        return [_placed(s, args) for s in spec]
+    return _placed(spec, args)
 
 
 def _required(args, *names):
