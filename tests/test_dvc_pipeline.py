@@ -233,7 +233,8 @@ def test_placement_comes_from_flags_then_environment_then_spec(monkeypatch):
 
     for env in ("SOFTEN_DEVICE", "SOFTEN_THREADS", "SOFTEN_GPU_SLOTS", "SOFTEN_TRACKING"):
         monkeypatch.delenv(env, raising=False)
-    assert _placed({"lr": 0.1}, Namespace()) == {"lr": 0.1, "device": "auto", "threads": 1, "gpu_slots": 1}
+    assert _placed({"lr": 0.1}, Namespace()) == {"lr": 0.1, "device": "auto", "threads": 1, "gpu_slots": 1,
+                                                 "tracking": "none"}
     monkeypatch.setenv("SOFTEN_DEVICE", "cpu")
     monkeypatch.setenv("SOFTEN_THREADS", "3")
     monkeypatch.setenv("SOFTEN_GPU_SLOTS", "4")

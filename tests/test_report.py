@@ -31,7 +31,7 @@ def _js_object(page: str, name: str) -> dict:
 
 
 def test_report_holds_every_table_and_figure(repo, default_config, tmp_path, subprocess_env):
-    one = {"noise": ["none"], "methods": ["pgd-at"], "seeds": [0]}
+    one = {"noise": ["none"], "archs": ["cnn"], "methods": ["pgd-at"], "seeds": [0]}
     tiny = {
         "datasets": {"digits": {"training": {"epochs": 1, "lr_milestones": [1]},
                                 "threat": {"eps": 0.1, "alpha": 0.05, "steps": 1}}},

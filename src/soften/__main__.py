@@ -103,6 +103,7 @@ def _placed(spec: dict, args) -> dict:
     spec.setdefault("device", "auto")
     spec.setdefault("threads", 1)
     spec.setdefault("gpu_slots", 1)
+    spec.setdefault("tracking", "none")  # every route (Snakemake, DVC, by hand) records the same keys
     log.info("placement: device %s, %s thread(s), %s job slot(s) per GPU, tracking %s", spec["device"], spec["threads"],
              spec["gpu_slots"], spec.get("tracking", "none"))
     return spec
@@ -227,30 +228,29 @@ def _table_spec(args):
     return table_spec(_load(args), args.experiment)
 
 
-def _inputs(args, files_of) -> list[str]:
-    """The files given, or with --configfile the ones the experiment is made from."""
+def _inputs(args, files_of: str) -> list[str]:
+    """The files given, or with --configfile the ones the experiment is made from
+    (``soften.layout.<files_of>``; imported only then, so a pipeline job runs no layout code)."""
     if args.inputs:
         return args.inputs
     if args.spec or not args.experiment:
         raise ConfigError("give the input files, or --configfile FILE with --experiment NAME")
-    return files_of(_load(args), args.experiment)
+    from soften import layout
+
+    return getattr(layout, files_of)(_load(args), args.experiment)
 
 
 def cmd_tables(args):
     """``tables``: one experiment's table from its inputs (default: where the pipeline writes
     them), into ``--out`` (.md; .csv, .tex and .html beside it); prints the Markdown."""
-    from soften.layout import experiment_inputs
-
     spec = _table_spec(args)  # first: it names an unknown experiment
-    print(stages.tables(_inputs(args, experiment_inputs), spec, args.out))
+    print(stages.tables(_inputs(args, "experiment_inputs"), spec, args.out))
 
 
 def cmd_figures(args):
     """``figures``: one experiment's figure from its inputs, into ``--out`` (.png); prints the path."""
-    from soften.layout import figure_inputs
-
     spec = _table_spec(args)
-    print(stages.figures(_inputs(args, figure_inputs), spec, args.out))
+    print(stages.figures(_inputs(args, "figure_inputs"), spec, args.out))
 
 
 def cmd_export_robustbench(args):

@@ -33,8 +33,9 @@ from pathlib import Path
 #: The soften package directory these analyses read.
 PACKAGE_DIR = Path(__file__).resolve().parent
 PACKAGE = "soften"
-#: Modules every job runs first: the package and its command line.
-ENTRY_MODULES = ("soften.__main__",)
+#: Modules every job runs first: the package, its command line, and the process-lifetime
+#: guard ``main()`` imports for every command (a job ends with the Snakemake that started it).
+ENTRY_MODULES = ("soften.__main__", "soften.lifetime")
 #: The module holding one function per stage (the stage's entry).
 STAGES_MODULE = "soften.stages"
 
