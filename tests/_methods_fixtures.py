@@ -73,3 +73,19 @@ def run_spec(cfg: dict[str, Any], method: str, seed: int = 0) -> dict[str, Any]:
     spec = resolve_run(cfg, "digits", "none", "cnn", method, seed)
     spec["device"] = "cpu"
     return copy.deepcopy(spec)
+
+
+def weights(path) -> dict:
+    """The model weights of a soften checkpoint file."""
+    from soften.io import load_torch
+
+    return load_torch(path)["model"]
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    """Two state dicts hold bit-identical tensors under the same names."""
+    import torch
+
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k

@@ -13,14 +13,7 @@ from soften.io import load_torch
 from soften.training.loop import HISTORY_COLUMNS, NonFiniteLossError, train
 
 
-def weights(path):
-    return load_torch(path)["model"]
-
-
-def assert_same_weights(a, b):
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
+from _methods_fixtures import assert_same_weights, weights  # noqa: E402
 
 
 def test_history_checkpoints_and_best_selected_on_validation(tiny_spec, tmp_path):

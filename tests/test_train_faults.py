@@ -27,14 +27,7 @@ from soften.training.loop import LOCK_NAME, NonFiniteStateError, train
 REPO = Path(__file__).resolve().parents[1]
 
 
-def weights(path):
-    return load_torch(path)["model"]
-
-
-def assert_same_weights(a, b):
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
+from _methods_fixtures import assert_same_weights, weights  # noqa: E402
 
 
 def assert_message_is_true(err: Exception, run: Path):
