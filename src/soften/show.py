@@ -75,12 +75,13 @@ def _run_lines(cfg: dict[str, Any], run: str, origins: dict[str, str]) -> str:
                    or f"default: {COMPONENT_SOURCES.get(f'{comp}.{name}', 'soften.training.methods.COMPONENT_DEFAULTS')}")
         elif head in ("threat", "augment"):
             why = _origin(f"datasets.{dataset}.{key}", origins) or "default (schema)"
-        elif head in ("device", "threads", "scale"):
+        elif head in ("device", "threads", "scale", "tracking", "gpu_slots_per_device"):
             why = _origin(head, origins) or "default (schema)"
             if head != "scale":
-                why += "; where the job runs, not part of the run's identity"
+                why += "; where the job runs (or how it reports), not part of the run's identity"
         elif head == "data_subset":
-            why = _origin(f"datasets.{dataset}.subset", origins) or ("smoke scale" if cfg["scale"] == "smoke" else "none")
+            why = (_origin(f"datasets.{dataset}.subset.{rest}", origins) or _origin(f"datasets.{dataset}.subset", origins)
+                   or ("smoke scale" if cfg["scale"] == "smoke" else "none"))
         else:
             why = "the run's identity (soften.layout)"
         if cfg["scale"] == "smoke" and head in ("training", "threat", "method_params"):
