@@ -23,7 +23,11 @@ COMPONENT_DEFAULTS: dict[str, dict[str, Any]] = {
     # ---- objectives
     "standard": {},           # CE on clean inputs (SGLR §4 noisy-label experiments)
     "pgd-at": {},             # PGD-10, step 2/255, eps 8/255 come from the dataset's threat model (SGLR §4, Rice et al. 2020)
-    "trades": {"beta": 6.0},  # Zhang et al. 2019; ADR §5.1 "beta = 6 as outlined in the original paper" (SGLR does not state it)
+    "trades": {
+        "beta": 6.0,          # Zhang et al. 2019; ADR §5.1 "beta = 6 as outlined in the original paper" (SGLR does not state it)
+        "code": "soften",     # whose forward passes (BN running statistics): soften.training.objectives.TRADES_CODES;
+                              # config/sglr.yaml and config/adr.yaml choose their authors' code
+    },
     # ---- label refiners
     "hard": {},
     "ls": {
@@ -85,6 +89,7 @@ COMPONENT_DEFAULTS: dict[str, dict[str, Any]] = {
 #: Where each default comes from (``show-config --run`` prints it beside the value).
 COMPONENT_SOURCES: dict[str, str] = {
     "trades.beta": "Zhang et al. 2019; ADR §5.1 ('beta = 6 as in the original paper')",
+    "trades.code": "soften choice; the papers' configs use their authors' code (docs/methods.md)",
     "ls.r": "SGLR §4 'Comparison against other methods' (Tab. 2)",
     "ls.attack_target": "SGLR silent; the plain PGD-AT attack (docs/methods.md)",
     "te.alpha": "Dong et al. 2022 official code --te-alpha",
@@ -125,6 +130,7 @@ ALIASES: dict[str, str] = {"kd-at": "pgd-at+kd-at", "kd-swa": "pgd-at+kd-swa+swa
 CHOICES: dict[str, tuple[str, ...]] = {
     "attack_target": ("hard", "refined"),
     "clean_bn": ("batch", "eval", "update"),
+    "code": ("soften", "official", "sgls", "adr"),  # TRADES' forward passes (soften.training.objectives)
     "init": ("zeros", "onehot"),
 }
 

@@ -11,9 +11,11 @@ refiner composes with any objective:
 - ``trades`` (Zhang et al. 2019): x' maximises KL(f(x) || f(x')) from
   x + 0.001 * N(0, 1) (label-free, as the official code); loss =
   H(target, f(x)) + beta * KL(softmax f(x) || softmax f(x')), batch mean,
-  gradient through both terms, clean and adversarial batches in separate
-  forwards (separate BN batch statistics, as the official code).
-The attack runs in the BatchNorm mode ``training.attack_bn_mode``.
+  gradient through both terms. ``trades.code`` picks whose implementation's
+  forward passes (and so BatchNorm running statistics) to follow; see
+  :data:`TRADES_CODES`.
+The attack runs in the BatchNorm mode ``training.attack_bn_mode`` (TRADES: unless
+its ``code`` fixes the mode, as the official, SGLS and ADR code do).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from torch import nn
 
 from soften.attacks import model_mode, pgd
 from soften.labels.base import Outputs, Target
+from soften.training.methods import CHOICES
 
 
 def _target_loss(logits: torch.Tensor, target: Target) -> torch.Tensor:
@@ -74,12 +77,16 @@ def trades_kl(logits_nat: torch.Tensor, logits_adv: torch.Tensor) -> torch.Tenso
                     reduction="batchmean", log_target=True)
 
 
-def trades_attack(model: nn.Module, x: torch.Tensor, *, eps: float, alpha: float, steps: int) -> torch.Tensor:
-    """TRADES' inner maximisation of KL(f(x) || f(x')) in the L-inf ball (no labels)."""
+def trades_attack(model: nn.Module, x: torch.Tensor, *, eps: float, alpha: float, steps: int,
+                  start: str = "normal") -> torch.Tensor:
+    """TRADES' inner maximisation of KL(f(x) || f(x')) in the L-inf ball (no labels), from
+    x + 0.001 * N(0, 1) (``start="normal"``, official code) or x + 0.001 * U[0, 1)
+    (``"uniform"``, ADR's ``src/util/trades_attack.py``)."""
     x = x.detach()
     with torch.no_grad():
         p_nat = F.softmax(model(x).float(), dim=1)
-    x_adv = x + 0.001 * torch.randn_like(x)
+    noise = torch.rand_like(x) if start == "uniform" else torch.randn_like(x)
+    x_adv = x + 0.001 * noise
     for _ in range(steps):
         x_adv.requires_grad_(True)
         kl = F.kl_div(F.log_softmax(model(x_adv).float(), dim=1), p_nat, reduction="sum")
@@ -90,17 +97,51 @@ def trades_attack(model: nn.Module, x: torch.Tensor, *, eps: float, alpha: float
     return x_adv.detach().clamp_(0, 1)
 
 
+#: Whose TRADES forward passes ``trades.code`` follows (docs/methods.md, "Natural forwards
+#: and BatchNorm statistics"). The loss and its gradient are the same in all but ``adr``;
+#: what differs is which passes update BatchNorm's running statistics, in which order:
+#:
+#: - ``soften``: attack in ``training.attack_bn_mode``; train-mode f(x), then f(x').
+#: - ``official``: yaodongyu/TRADES ``trades.py::trades_loss``: attack in eval mode;
+#:   train-mode f(x), f(x'), then f(x) again (the KL target).
+#: - ``sgls``: devicerxx/SGLS ``losses/__pycache__/trades.cpython-38.pyc``, class ``TRADES``
+#:   (= LayneH/self-adaptive-training ``losses/trades.py``): attack in eval mode;
+#:   train-mode f(x) (both loss terms), then f(x').
+#: - ``adr``: yuyuwu5/ADR ``src/util/trades_attack.py::TRADES.attack`` and
+#:   ``src/advTrainer.py::AdvTrainer._train_one_epoch``: attack in train mode from
+#:   x + 0.001 * U[0, 1); one train-mode forward of cat([x, x']), whose BatchNorm
+#:   batch statistics mix both halves (this changes the loss too).
+TRADES_CODES = CHOICES["code"]
+
+
 class TRADES(Objective):
     name = "trades"
     adversarial = True
 
+    def __init__(self, params, threat, attack_train_mode):
+        super().__init__(params, threat, attack_train_mode)
+        self.code = self.params.get("code", "soften")
+        if self.code not in TRADES_CODES:
+            raise ValueError(f"trades.code must be one of {TRADES_CODES}, got {self.code!r}")
+
     def craft(self, model, x, target):
-        with model_mode(model, train=self.attack_train_mode):
-            return trades_attack(model, x, eps=self.threat["eps"], alpha=self.threat["alpha"], steps=self.threat["steps"])
+        train = {"soften": self.attack_train_mode, "official": False, "sgls": False, "adr": True}[self.code]
+        with model_mode(model, train=train):
+            return trades_attack(model, x, eps=self.threat["eps"], alpha=self.threat["alpha"], steps=self.threat["steps"],
+                                 start="uniform" if self.code == "adr" else "normal")
 
     def forward(self, model, x, x_adv):
-        logits_nat = model(x)
-        logits_adv = model(x_adv)
+        if self.code == "adr":
+            logits = model(torch.cat([x, x_adv]))
+            logits_nat, logits_adv = logits[:len(x)], logits[len(x):]
+        else:
+            logits_nat = model(x)
+            logits_adv = model(x_adv)
+            if self.code == "official":
+                # The official KL target is this second f(x): the same values as logits_nat (same
+                # weights, same batch), so the same gradient; only its BN update is kept.
+                with torch.no_grad():
+                    model(x)
         return Outputs(logits=logits_nat, x_adv=x_adv, logits_adv=logits_adv, logits_nat=logits_nat)
 
     def loss(self, out, target):
