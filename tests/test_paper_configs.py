@@ -58,6 +58,8 @@ def test_sglr_method_hyperparameters(sglr):
     assert by_method["kd-swa"]["swa"]["start_epoch"] == 56                     # Chen et al.: after the 1st decay
     assert by_method["pgd-at+awp"]["awp"]["gamma"] == 0.01                     # Wu et al. AT-AWP (SGLR silent)
     assert by_method["trades+sglr"]["trades"]["beta"] == 6.0                   # Zhang et al. 2019
+    # TRADES as the authors' repository has it (devicerxx/SGLS losses/__pycache__/trades.cpython-38.pyc)
+    assert {s["method_params"]["trades"]["code"] for s in specs(sglr) if "trades" in s["method_params"]} == {"sgls"}
     # Tab. 4: r in {0, .2, .4, .6, .8} x T in {1, 1.5, 2}, 15 cells.
     cells = {(p["sglr"]["r"], p["sglr"]["temperature"]) for m, p in by_method.items()
              if m in sglr["experiments"]["tab4"]["methods"]}
@@ -105,6 +107,7 @@ def test_adr_recipe_is_section_5_1(adr):
             assert params["awp"]["gamma"] == 0.005                              # "radius 0.005 for AWP"
         if "trades" in params:
             assert params["trades"]["beta"] == 6.0                              # beta = 6
+            assert params["trades"]["code"] == "adr"                            # yuyuwu5/ADR src/advTrainer.py
 
 
 def test_adr_evaluation_is_the_papers(adr):
