@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from soften.labels import Batch, Setup, build_refiner
+from soften.training.extras import build_extra
 from soften.training.loop import train_step
 from soften.training.methods import method_params
 from soften.training.objectives import build_objective
@@ -163,17 +164,18 @@ def run_reference(code):
 
 
 @functools.cache
-def run_soften(code, attack_train_mode=True):
+def run_soften(code, attack_train_mode=True, method="trades"):
     model = small_bn_net().train()
     optimizer = sgd(model)
-    params = method_params("trades", {"trades": {"code": code}})
+    params = method_params(method, {"trades": {"code": code}})
     objective = build_objective("trades", params["trades"], THREAT, attack_train_mode)
+    extras = [build_extra(name, params[name], model) for name in params if name == "awp"]
     refiner = build_refiner("hard", {}, Setup(num_samples=8 * STEPS, num_classes=3, model=model, device=torch.device("cpu")))
     torch.manual_seed(11)
     losses = []
     for step, (x, y) in enumerate(batches()):
         batch = Batch(model=model, index=torch.arange(8) + 8 * step, x=x, y=y, epoch=1, iteration=step, total_iterations=STEPS)
-        loss, _, _ = train_step(batch, objective=objective, refiner=refiner, extras=[], optimizer=optimizer,
+        loss, _, _ = train_step(batch, objective=objective, refiner=refiner, extras=extras, optimizer=optimizer,
                                 autocast=contextlib.nullcontext())
         losses.append(loss)
     return model, torch.stack(losses)
@@ -211,6 +213,17 @@ def test_soften_code_with_an_eval_mode_attack_is_the_sgls_code():
 def test_soften_code_with_a_train_mode_attack_is_none_of_them():
     ours, _ = run_soften("soften", attack_train_mode=True)
     assert not any(same_bn(ours, run_reference(code)[0]) for code in REFERENCES)
+
+
+def test_awp_ascent_adds_no_bn_update_to_the_adr_code():
+    # soften's AWP (Wu et al.'s proxy) keeps its ascent forward out of the statistics, so
+    # trades+awp under code adr counts ADR's TRADES forwards only; ADR's own AWP would
+    # count one more per step (docs/methods.md, "Composites").
+    plain, _ = run_soften("adr")
+    with_awp, _ = run_soften("adr", method="trades+awp")
+    counts = [int(b) for k, b in bn_buffers(with_awp).items() if "num_batches" in k]
+    assert counts == [STEPS * FORWARDS_PER_STEP["adr"]] * 2
+    assert not same_bn(with_awp, plain)  # the recorded forward is at the perturbed weights
 
 
 def first_layer_bn():
