@@ -47,7 +47,8 @@ def official_trades_loss(model, x_natural, y, optimizer, step_size=0.003, epsilo
     optimizer.zero_grad()
     logits = model(x_natural)
     loss_natural = F.cross_entropy(logits, y)
-    loss_robust = (1.0 / batch_size) * criterion_kl(F.log_softmax(model(x_adv), dim=1), F.softmax(model(x_natural), dim=1))
+    loss_robust = (1.0 / batch_size) * criterion_kl(F.log_softmax(model(x_adv), dim=1),
+                                                    F.softmax(model(x_natural), dim=1))
     return loss_natural + beta * loss_robust
 
 
@@ -170,11 +171,13 @@ def run_soften(code, attack_train_mode=True, method="trades"):
     params = method_params(method, {"trades": {"code": code}})
     objective = build_objective("trades", params["trades"], THREAT, attack_train_mode)
     extras = [build_extra(name, params[name], model) for name in params if name == "awp"]
-    refiner = build_refiner("hard", {}, Setup(num_samples=8 * STEPS, num_classes=3, model=model, device=torch.device("cpu")))
+    setup = Setup(num_samples=8 * STEPS, num_classes=3, model=model, device=torch.device("cpu"))
+    refiner = build_refiner("hard", {}, setup)
     torch.manual_seed(11)
     losses = []
     for step, (x, y) in enumerate(batches()):
-        batch = Batch(model=model, index=torch.arange(8) + 8 * step, x=x, y=y, epoch=1, iteration=step, total_iterations=STEPS)
+        batch = Batch(model=model, index=torch.arange(8) + 8 * step, x=x, y=y, epoch=1, iteration=step,
+                      total_iterations=STEPS)
         loss, _, _ = train_step(batch, objective=objective, refiner=refiner, extras=extras, optimizer=optimizer,
                                 autocast=contextlib.nullcontext())
         losses.append(loss)
@@ -188,7 +191,8 @@ def bn_buffers(model):
 def same_bn(a, b) -> bool:
     ba, bb = bn_buffers(a), bn_buffers(b)
     return ba.keys() == bb.keys() and all(
-        torch.equal(ba[k], bb[k]) if "num_batches" in k else torch.allclose(ba[k], bb[k], rtol=1e-4, atol=1e-6) for k in ba)
+        torch.equal(ba[k], bb[k]) if "num_batches" in k else torch.allclose(ba[k], bb[k], rtol=1e-4, atol=1e-6)
+        for k in ba)
 
 
 @pytest.mark.parametrize("code", sorted(REFERENCES))

@@ -24,7 +24,8 @@ COMPONENT_DEFAULTS: dict[str, dict[str, Any]] = {
     "standard": {},           # CE on clean inputs (SGLR §4 noisy-label experiments)
     "pgd-at": {},             # PGD-10, step 2/255, eps 8/255 come from the dataset's threat model (SGLR §4, Rice et al. 2020)
     "trades": {
-        "beta": 6.0,          # Zhang et al. 2019; ADR §5.1 "beta = 6 as outlined in the original paper" (SGLR does not state it)
+        "beta": 6.0,          # Zhang et al. 2019; ADR §5.1 "beta = 6 as outlined in the original paper"
+                              # (SGLR does not state it)
         "code": "soften",     # whose forward passes (BN running statistics): soften.training.objectives.TRADES_CODES;
                               # config/sglr.yaml and config/adr.yaml choose their authors' code
     },

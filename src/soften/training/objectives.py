@@ -127,8 +127,8 @@ class TRADES(Objective):
     def craft(self, model, x, target):
         train = {"soften": self.attack_train_mode, "official": False, "sgls": False, "adr": True}[self.code]
         with model_mode(model, train=train):
-            return trades_attack(model, x, eps=self.threat["eps"], alpha=self.threat["alpha"], steps=self.threat["steps"],
-                                 start="uniform" if self.code == "adr" else "normal")
+            return trades_attack(model, x, eps=self.threat["eps"], alpha=self.threat["alpha"],
+                                 steps=self.threat["steps"], start="uniform" if self.code == "adr" else "normal")
 
     def forward(self, model, x, x_adv):
         if self.code == "adr":
