@@ -97,8 +97,8 @@ def trades_attack(model: nn.Module, x: torch.Tensor, *, eps: float, alpha: float
     return x_adv.detach().clamp_(0, 1)
 
 
-#: Whose TRADES forward passes ``trades.code`` follows (docs/methods.md, "Natural forwards
-#: and BatchNorm statistics"). The loss and its gradient are the same in all but ``adr``;
+#: Whose TRADES forward passes ``trades.code`` follows (docs/methods.md, "``trades.code``
+#: — whose forward passes"). The loss and its gradient are the same in all but ``adr``;
 #: what differs is which passes update BatchNorm's running statistics, in which order:
 #:
 #: - ``soften``: attack in ``training.attack_bn_mode``; train-mode f(x), then f(x').
