@@ -341,3 +341,38 @@ def test_a_failing_speed_option_is_recorded_not_fatal(monkeypatch):
                                        "cpu_threads": 1}, "mode": "quick", "started": "now", "pgd_at": [],
                            "options": out})
     assert "channels_last / default (fp32) (cnn, batch 2) | failed: RuntimeError" in text
+
+
+# ------------------------------------------------------------------ last.pt off the critical path
+
+def test_background_saver_writes_snapshots_in_order_and_reports_errors_at_the_next_wait(tmp_path):
+    import threading
+
+    from soften.io import load_torch, save_torch
+    from soften.training.saver import Saver, to_host
+
+    weights = {"w": torch.zeros(3)}
+    snapshot = to_host({"model": weights, "history": [{"epoch": 1}]})
+    weights["w"].add_(1.0)  # training goes on after the snapshot: the file holds the snapshot's values
+    order, gate = [], threading.Event()
+    saver = Saver(background=True)
+
+    def first():
+        gate.wait(10)
+        save_torch(snapshot, tmp_path / "last.pt")
+        order.append("last.pt")
+
+    saver.submit([first, lambda: order.append("history.csv")])
+    assert order == []  # submit returned while the writes wait: training is not blocked
+    gate.set()
+    saver.wait()
+    assert order == ["last.pt", "history.csv"]
+    assert torch.equal(load_torch(tmp_path / "last.pt")["model"]["w"], torch.zeros(3))
+
+    def full_disk():
+        raise OSError(28, "No space left on device")
+
+    saver.submit([full_disk])
+    with pytest.raises(OSError, match="No space left"):
+        saver.wait()
+    saver.wait()  # reported once
