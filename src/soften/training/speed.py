@@ -18,7 +18,8 @@ Four settings under ``training:`` (defaults in soften.config.TRAINING_DEFAULTS):
   PyTorch's default backend (inductor); a string names another torch.compile
   backend (``aot_eager`` traces the graphs without generating code: a quick
   check that a model compiles). The first steps pay the compilation (tens of
-  seconds on CPU); it pays off over long GPU runs.
+  seconds on CPU); it pays off over long GPU runs. A training run needs more
+  graphs than Dynamo keeps by default (:data:`RECOMPILE_LIMIT`).
 - ``optimizer_kernel``: how SGD updates the weights. ``auto`` is ``fused`` on
   CUDA (one kernel for all parameters) and PyTorch's own default elsewhere
   (a per-parameter loop on CPU, so CPU runs stay bit-identical to earlier
@@ -92,8 +93,26 @@ def prepare_model(model: nn.Module, training: dict[str, Any]) -> nn.Module:
         model.register_forward_pre_hook(_to_channels_last)
     backend = training.get("compile", False)
     if backend:
+        allow_training_graphs()
         model.compile(**({} if backend is True else {"backend": backend}))
     return model
+
+
+#: Graphs one compiled model may keep. A training run calls it in up to 2 BatchNorm modes x 2
+#: grad modes x input with/without requires_grad x autocast on/off x static/dynamic batch
+#: (the last batch of an epoch is smaller) = 32 states; Dynamo's default of 8 is reached
+#: within 2 epochs of SGLR or TRADES (8 graphs, measured on CPU), after which every further
+#: state runs uncompiled.
+RECOMPILE_LIMIT = 64
+
+
+def allow_training_graphs() -> None:
+    """Raise Dynamo's per-function graph limit to :data:`RECOMPILE_LIMIT` (never lower it)."""
+    import torch._dynamo.config as dynamo
+
+    name = "recompile_limit" if hasattr(dynamo, "recompile_limit") else "cache_size_limit"
+    setattr(dynamo, name, max(getattr(dynamo, name), RECOMPILE_LIMIT))
+    dynamo.accumulated_recompile_limit = max(getattr(dynamo, "accumulated_recompile_limit", 0), 4 * RECOMPILE_LIMIT)
 
 
 def _supports(option: str) -> bool:
