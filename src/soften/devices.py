@@ -220,6 +220,7 @@ def resolve_device(name: str, slots: int = 1) -> str:
     """
     global _claimed
     if name == "cpu":
+        log.info("device: cpu (as configured)")
         return name
     if _claimed is not None and not name.startswith("cuda:"):
         return _claimed

@@ -22,7 +22,7 @@ A method is an objective, a label refiner and weight-space extras
 - :func:`finish` writes ``final.pt`` and ``train_summary.json``.
 
 On CUDA the epoch's files are written by a background thread while the next epoch
-trains (soften.training.saver: a WRN-34-10 ``last.pt`` is ~0.7 GB).
+trains (soften.training.saver: a WRN-34-10 ``last.pt`` is over 0.5 GB).
 
 ``last.pt`` holds the model, optimizer, scheduler, RNG state, epoch, history,
 best-so-far, and the state of the refiner and extras (label banks, EMA teachers,

@@ -1,8 +1,9 @@
 """Writing an epoch's files (best.pt, last.pt, history.csv) off the GPU's critical path.
 
-A WRN-34-10 ``last.pt`` (weights, momentum, best weights, method state) is ~0.7 GB;
-on a network file system at ~100 MB/s that is seconds per epoch, more than 2% of
-a GPU epoch. On CUDA the files are therefore snapshotted to host memory (a
+A ``last.pt`` holds weights, momentum, best weights and method state: 128 MiB for
+ResNet-18 and 529 MiB for WRN-34-10 before any method state, written in 0.8 s and
+3.8 s on a local disk (measured on the 2-core development VM; a network file
+system is slower), against a GPU epoch of tens of seconds: more than 2% of it. On CUDA the files are therefore snapshotted to host memory (a
 device-to-host copy: tens of milliseconds) and written by one background thread
 while the next epoch trains; the next save, the end of the run and any exit wait
 for it, and an error it met (e.g. a full disk) is raised there. Files are still
