@@ -397,3 +397,25 @@ def test_compiled_trades_keeps_every_graph_it_needs_over_two_epochs(tiny_spec, t
     assert "recompile_limit" not in caplog.text and "cache_size_limit" not in caplog.text
     assert counters["stats"]["unique_graphs"] > 8  # measured: 11, stable from epoch 2 to 4
     torch._dynamo.reset()
+
+
+def test_an_evaluation_that_runs_out_of_memory_halves_its_batch_and_says_so():
+    from soften.data import DeviceData
+    from soften.evaluation.attacks import natural
+    from soften.evaluation.evaluate import attack_dataset
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 3)).eval()
+    data = DeviceData(torch.randint(0, 256, (10, 3, 2, 2), dtype=torch.uint8), torch.randint(0, 3, (10,)))
+    sizes = []
+
+    def small_gpu(m, x, y, params):
+        sizes.append(len(x))
+        if len(x) > 3:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return natural(m, x, y, params)
+
+    mask, details, _ = attack_dataset(model, data, small_gpu, {}, 8, desc="natural", show=False)
+    expected = (model(data.images.float() / 255).argmax(1) == data.labels).numpy()
+    assert (mask == expected).all() and details == {"batch_size": 2}
+    assert sizes == [8, 4, 2, 2, 2, 2, 2]  # 8 and 4 fail on their first batch; 2 covers the ten images
