@@ -262,7 +262,7 @@ def test_awp_moves_each_weight_by_gamma_times_its_norm():
 # ------------------------------------------------------------------ memory sized per model and input
 
 def test_saved_bytes_per_image_by_hand():
-    from soften.evaluation.memory import saved_bytes_per_image
+    from soften.attacks.memory import saved_bytes_per_image
 
     # Per image, fp32: the conv's 1x8x8 input, the ReLU's 4x6x6 output, the linear layer's 144 inputs.
     # The weights (also saved) are once per batch and do not count.
@@ -271,7 +271,7 @@ def test_saved_bytes_per_image_by_hand():
 
 
 def test_batch_cap_by_hand_and_none_on_cpu():
-    from soften.evaluation.memory import fit_batch_size, largest_fitting
+    from soften.attacks.memory import fit_batch_size, largest_fitting
 
     mib, gib = 2**20, 2**30
     # WRN-34-10 on 64x64 (88 MiB per image) with 40 GiB free: half of it holds 232 images, not AutoAttack's 500.
@@ -283,7 +283,7 @@ def test_batch_cap_by_hand_and_none_on_cpu():
 
 
 def test_halving_on_oom_retries_at_half_and_reports_the_size(caplog):
-    from soften.evaluation.memory import halving_on_oom
+    from soften.attacks.memory import halving_on_oom
 
     tried = []
 

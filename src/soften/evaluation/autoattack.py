@@ -24,7 +24,7 @@ What the adapter adds around the package:
   flags an uninterrupted one gives; a WRN-34-10 AutoAttack stopped at a SLURM
   time limit loses at most the attack it was in. The file is removed at the end;
 - memory: the batch size is capped at what the GPU's free memory holds for this
-  model and input (soften.evaluation.memory), and an attack that still runs out
+  model and input (soften.attacks.memory), and an attack that still runs out
   of memory is retried at half the batch; the result records the batch size used.
 """
 
@@ -44,7 +44,7 @@ from tqdm import tqdm
 
 from soften.attacks import model_mode
 from soften.errors import CorruptFileError
-from soften.evaluation.memory import fit_batch_size, halving_on_oom
+from soften.attacks.memory import fit_batch_size, halving_on_oom
 from soften.io import load_torch, save_torch
 
 log = logging.getLogger("soften.autoattack")

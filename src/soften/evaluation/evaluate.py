@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from soften.evaluation.attacks import ATTACK_KINDS, AttackOutput
 from soften.evaluation.common import encode_mask, prepare_attack, provenance, run_fields
-from soften.evaluation.memory import fit_batch_size, halving_on_oom
+from soften.attacks.memory import fit_batch_size, halving_on_oom
 from soften.io import save_json
 
 log = logging.getLogger("soften.evaluate")
@@ -31,7 +31,7 @@ def attack_dataset(model, test, fn, params: dict[str, Any], batch_size: int, *, 
     """Run attack ``fn`` over ``test``; returns (mask, details, adversarial inputs or None).
 
     Batched attacks run at ``batch_size`` capped to the device's memory, halved on OOM
-    (soften.evaluation.memory; ``details['batch_size']`` then says which ran); whole-set
+    (soften.attacks.memory; ``details['batch_size']`` then says which ran); whole-set
     attacks (AutoAttack) size their own batches and resume from ``state_path``."""
     if getattr(fn, "whole_set", False):
         chunks = [(test.images.float().div(255.0), test.labels)] if len(test) else []

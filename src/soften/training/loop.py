@@ -65,7 +65,7 @@ from soften.data.device_data import apply_augmentation, draw_augmentation
 from soften.data.fetch import dataset_digest, load_noisy_labels
 from soften.devices import PLACEMENT_KEYS, resolve_device
 from soften.errors import BusyError, CorruptFileError, DivergedError
-from soften.evaluation.memory import fit_batch_size, halving_on_oom
+from soften.attacks.memory import fit_batch_size, halving_on_oom
 from soften.io import load_torch, remove_stale_temporaries, save_json, save_text, save_torch
 from soften.labels import Batch, Setup, build_refiner
 from soften.models import build_model
@@ -213,7 +213,7 @@ class Run:
     best: dict[str, Any] = field(default_factory=lambda: {"epoch": 0, "val_robust_acc": -1.0, "model": None})
     start_epoch: int = 1
     saved_epoch: int | None = None  # the epoch of this run that last.pt holds (None: none yet)
-    monitor_batch: int | None = None  # monitoring's batch size on this device (soften.evaluation.memory)
+    monitor_batch: int | None = None  # monitoring's batch size on this device (soften.attacks.memory)
     saver: Saver = field(default_factory=lambda: Saver(background=False))  # writes each epoch's files
 
     @property

@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import torch
 
-from soften.attacks import model_mode
+from soften.attacks.pgd import model_mode
 
 log = logging.getLogger("soften.memory")
 
@@ -80,6 +80,7 @@ def fit_batch_size(model: torch.nn.Module, shape: tuple[int, ...], device: torch
 
 
 def is_oom(err: BaseException) -> bool:
+    """Whether ``err`` is an out-of-memory error (older PyTorch raises a plain RuntimeError saying so)."""
     return isinstance(err, torch.OutOfMemoryError) or "out of memory" in str(err).lower()
 
 
