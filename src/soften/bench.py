@@ -109,7 +109,17 @@ def machine(device: torch.device) -> dict[str, Any]:
         "cpu_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
         "python": platform.python_version(), "platform": platform.platform(),
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "gpu": _describe(device),
     }
+
+
+def _describe(device: torch.device) -> str | None:
+    """The GPU's one-line description (soften.devices: name, index, compute capability, driver)."""
+    if device.type != "cuda":
+        return None
+    from soften.devices import describe_gpu
+
+    return describe_gpu(device.index if device.index is not None else torch.cuda.current_device())
 
 
 def _sync(device: torch.device) -> None:
