@@ -11,7 +11,7 @@ BIN    := $(CURDIR)/$(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 CORES  ?= all
 
-.PHONY: setup demo demo-full test test-fast lint bench bench-gpu clean dvc.yaml dvc.lock
+.PHONY: setup demo demo-full test test-fast lint bench bench-gpu gpu-check clean dvc.yaml dvc.lock
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,11 @@ bench: setup
 # The suite for a GPU box (runs on CPU too): benchmarks/results/<device>.json + .md, read by `soften plan`.
 bench-gpu: setup
 	PATH="$(BIN):$$PATH" $(BIN)/python -m soften bench
+
+# What only a GPU shows (~10 min on one H100): bench, both paper files' smoke scale on CUDA, the precision
+# and speed tests, the fp32/bf16 study; benchmarks/results/gpu-check-<device>.json + .md. CPU: GPU_CHECK=--reduced.
+gpu-check: setup
+	PATH="$(BIN):$$PATH" $(BIN)/python benchmarks/gpu_check.py $(GPU_CHECK)
 
 clean:
 	rm -rf results resources .snakemake

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 import torch
 
@@ -123,3 +125,61 @@ def test_github_autoattack_api_is_supported(monkeypatch):
     expected = direct(model, x, y, eps=1 / 255, settings=FAST, batch_size=8)
     assert torch.equal(res["robust_mask"], expected)
     assert res["package"].startswith("autoattack==")
+
+
+class Killed(Exception):
+    """Stands for the SLURM time limit: the process ends inside an attack."""
+
+
+def test_a_killed_autoattack_resumes_after_its_last_finished_attack(tmp_path, monkeypatch):
+    adapter = importlib.import_module("soften.evaluation.autoattack")  # the package exports a function of that name
+
+    model = tiny_linear_model()
+    x = inputs(16)
+    y = model(x).argmax(1)
+    full = autoattack(model, x, y, eps=2 / 255, seed=0, settings=FAST)
+    assert full["counts"]["apgd-ce"] > 0  # points left for the later attacks, so they run
+    state = tmp_path / "aa.json.aa-state.pt"
+    real, calls = adapter.run_package, []
+
+    def killed_in_second(aa, name, *args):
+        calls.append(list(aa.attacks_to_run))
+        if len(calls) == 2:
+            raise Killed
+        return real(aa, name, *args)
+
+    monkeypatch.setattr(adapter, "run_package", killed_in_second)
+    with pytest.raises(Killed):
+        autoattack(model, x, y, eps=2 / 255, seed=0, settings=FAST, state_path=state)
+    assert state.exists()
+    calls.clear()
+    monkeypatch.setattr(adapter, "run_package", lambda aa, name, *args: (calls.append(list(aa.attacks_to_run)),
+                                                                          real(aa, name, *args))[1])
+    resumed = autoattack(model, x, y, eps=2 / 255, seed=0, settings=FAST, state_path=state)
+    assert calls == [["apgd-t"], ["fab-t"], ["square"]]  # APGD-CE is not run again
+    assert resumed["resumed_after"] == ["apgd-ce"] and full["resumed_after"] == []
+    assert torch.equal(resumed["robust_mask"], full["robust_mask"]) and resumed["counts"] == full["counts"]
+    assert not state.exists()  # removed once the evaluation is complete
+
+
+def test_a_saved_state_of_another_evaluation_is_not_resumed(tmp_path, monkeypatch):
+    adapter = importlib.import_module("soften.evaluation.autoattack")  # the package exports a function of that name
+
+    model = tiny_linear_model()
+    x = inputs(8)
+    y = model(x).argmax(1)
+    state = tmp_path / "state.pt"
+    real = adapter.run_package
+
+    def killed(aa, name, *args):
+        raise Killed
+
+    monkeypatch.setattr(adapter, "run_package", killed)
+    with pytest.raises(Killed):
+        autoattack(model, x, y, eps=2 / 255, seed=0, settings=FAST, state_path=state)
+    monkeypatch.setattr(adapter, "run_package", real)
+    assert not state.exists()  # nothing finished before the kill: nothing saved
+    adapter._save_state(state, "another evaluation", ["apgd-ce"], torch.ones(8, dtype=torch.bool),
+                        torch.ones(8, dtype=torch.bool), None, {"clean": 8, "apgd-ce": 8}, {"apgd-ce": 0.0})
+    res = autoattack(model, x, y, eps=4 / 255, seed=0, settings=FAST, state_path=state)
+    assert res["resumed_after"] == [] and res["attacks"] == ["apgd-ce", "apgd-t", "fab-t", "square"]

@@ -10,6 +10,7 @@ import sys
 import tempfile
 import textwrap
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -34,8 +35,11 @@ JOB = textwrap.dedent("""
         return types.SimpleNamespace(uuid=f"GPU-fake-{physical[i]}")
 
     # torch as soften.devices sees it, with CUDA faked (importing the real one takes seconds per job)
-    cuda = types.SimpleNamespace(is_available=lambda: True, device_count=lambda: count, get_device_properties=properties)
-    sys.modules["torch"] = types.SimpleNamespace(cuda=cuda)
+    cuda = types.SimpleNamespace(is_available=lambda: True, device_count=lambda: count, get_device_properties=properties,
+                                 get_device_capability=lambda i: (9, 0), get_arch_list=lambda: ["sm_90"],
+                                 get_device_name=lambda i: "Fake GPU", set_device=lambda i: None)
+    sys.modules["torch"] = types.SimpleNamespace(cuda=cuda, __version__="fake",
+                                                 version=types.SimpleNamespace(cuda="13.0"), _C=None)
     from soften.devices import resolve_device
     slots = int(os.environ.get("SLOTS", "1"))
     got = [resolve_device("cuda" if k % 2 else "auto", slots) for k in range(calls)]
@@ -87,6 +91,12 @@ def finish(procs, release):
 def fake_cuda(monkeypatch, count):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: count > 0)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda i=None: (9, 0))
+    monkeypatch.setattr(torch.cuda, "get_arch_list", lambda: ["sm_90"])
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=None: "Fake GPU")
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: types.SimpleNamespace(uuid=f"GPU-{i}"))
+    monkeypatch.setattr(torch.cuda, "set_device", lambda i: None)
+    monkeypatch.setattr(devices, "nvidia_present", lambda: count > 0)
     monkeypatch.setattr(devices, "_claimed", None)
 
 

@@ -20,8 +20,12 @@ classes; no download), with soften's own training step (soften.training.loop.tra
   10,000 CIFAR-10 test images; plus the estimate for a typical robust ResNet-18
   (:data:`AA_TYPICAL_SURVIVORS`);
 - ``jobs_per_gpu`` (CUDA only): aggregate ResNet-18 PGD-AT throughput with 1, 2
-  and 4 training processes sharing the GPU (each claims its device through
-  soften.devices with ``gpu_slots_per_device`` = the job count);
+  and 4 training processes sharing one GPU (the workers see only the bench's
+  own GPU through CUDA_VISIBLE_DEVICES, so on a multi-GPU host the figure is
+  sharing, not GPU count);
+
+Every timer synchronises the device it times; a speed option that fails (e.g.
+``compile`` without a working compiler) is recorded with its error, not fatal.
 - ``mini``: a real short run of an experiment file (default
   config/cifar10-mini.yaml): fetch, train, evaluate every attack of its first
   experiment, each phase timed.
@@ -105,12 +109,24 @@ def machine(device: torch.device) -> dict[str, Any]:
         "cpu_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
         "python": platform.python_version(), "platform": platform.platform(),
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "gpu": _describe(device),
     }
 
 
+def _describe(device: torch.device) -> str | None:
+    """The GPU's one-line description (soften.devices: name, index, compute capability, driver)."""
+    if device.type != "cuda":
+        return None
+    from soften.devices import describe_gpu
+
+    return describe_gpu(device.index if device.index is not None else torch.cuda.current_device())
+
+
 def _sync(device: torch.device) -> None:
+    """Wait for the work queued on ``device`` itself (a bare ``cuda`` means the process's current GPU,
+    which soften.devices sets to the claimed one), so a timer never stops before the GPU does."""
     if device.type == "cuda":
-        torch.cuda.synchronize(device)
+        torch.cuda.synchronize(device if device.index is not None else torch.cuda.current_device())
 
 
 def timed(fn: Callable[[], Any], device: torch.device) -> float:
@@ -228,16 +244,24 @@ def bench_options(device, *, arch: str, batch: int, rounds: int, warmup: int = 1
     else:
         variants = {"default (fp32)": {}, "bf16": {"amp": "bf16"}, "channels_last": {"channels_last": True},
                     "bf16+channels_last": {"amp": "bf16", "channels_last": True}}
-    steps = {name: make_step("pgd-at", arch, batch, device, options=opts, shape=shape, threat=threat)
-             for name, opts in variants.items()}
-    for fn in steps.values():
-        for _ in range(warmup + (3 if device.type == "cuda" else 0)):  # compiled variants compile here
-            fn()
+    steps, failed = {}, {}
+    for name, opts in variants.items():
+        try:
+            fn = make_step("pgd-at", arch, batch, device, options=opts, shape=shape, threat=threat)
+            for _ in range(warmup + (3 if device.type == "cuda" else 0)):  # compiled variants compile here
+                fn()
+            steps[name] = fn
+        except Exception as err:  # noqa: BLE001 - e.g. no compiler for inductor: recorded, the others still run
+            if name == next(iter(variants)):
+                raise  # the baseline itself: nothing to compare against
+            failed[name] = {"options": opts, "error": f"{type(err).__name__}: {str(err).strip().splitlines()[0][:200]}"
+                            if str(err).strip() else type(err).__name__}
     times = _round_robin(steps, rounds, device)
     base = times[next(iter(steps))]
+    measured = {name: {"options": variants[name], "step_s": statistics.median(t),
+                       "ratio": statistics.median(a / b for a, b in zip(t, base))} for name, t in times.items()}
     return {"arch": arch, "input": list(shape), "batch": batch, "rounds": rounds,
-            "variants": {name: {"options": variants[name], "step_s": statistics.median(t),
-                                "ratio": statistics.median(a / b for a, b in zip(t, base))} for name, t in times.items()}}
+            "variants": {name: measured.get(name) or failed[name] for name in variants if name in measured or name in failed}}
 
 
 def bench_monitoring(device, sizes, arch: str) -> dict[str, Any]:
@@ -351,13 +375,24 @@ def worker(steps: int, slots: int, batch: int, go_file: str, device: str = "cuda
     print(json.dumps({"device": str(device), "seconds": t, "images": steps * batch}), flush=True)
 
 
+def one_gpu_env(environ: dict[str, str], index: int) -> dict[str, str]:
+    """``environ`` with CUDA_VISIBLE_DEVICES naming only this process's GPU ``index`` (its entry of the
+    current CUDA_VISIBLE_DEVICES, where set): every worker then shares that one GPU, however many the host has."""
+    visible = [e.strip() for e in environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if e.strip()]
+    return {**environ, "CUDA_VISIBLE_DEVICES": visible[index] if index < len(visible) else str(index)}
+
+
 def bench_jobs_per_gpu(sizes, counts=(1, 2, 4), device: str = "cuda", arch: str = "resnet18") -> list[dict[str, Any]]:
-    """Aggregate throughput of 1, 2, 4 concurrent training processes (``device='cpu'``: the same machinery, for tests)."""
+    """Aggregate throughput of 1, 2, 4 concurrent training processes on one GPU (the bench's own;
+    ``device='cpu'``: the same machinery, for tests)."""
     out = []
+    base_env = dict(os.environ)
+    if device == "cuda":
+        base_env = one_gpu_env(base_env, torch.cuda.current_device())
     for n in counts:
         with tempfile.TemporaryDirectory() as tmp:
             go = Path(tmp) / "go"
-            env = {**os.environ, "SOFTEN_GPU_LOCK_DIR": tmp}
+            env = {**base_env, "SOFTEN_GPU_LOCK_DIR": tmp}
             cmd = [sys.executable, "-m", "soften.bench", "--worker", str(sizes["job_steps"]), str(n), str(sizes["batch"]),
                    str(go), device, arch]
             procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env) for _ in range(n)]
@@ -375,7 +410,8 @@ def bench_jobs_per_gpu(sizes, counts=(1, 2, 4), device: str = "cuda", arch: str 
                         p.kill()
         wall = max(r["seconds"] for r in reports)
         images = sum(r["images"] for r in reports)
-        out.append({"jobs": n, "images_per_s": images / wall, "devices": sorted({r["device"] for r in reports})})
+        out.append({"jobs": n, "images_per_s": images / wall, "devices": sorted({r["device"] for r in reports}),
+                    "cuda_visible_devices": env.get("CUDA_VISIBLE_DEVICES")})
     base = out[0]["images_per_s"]
     for row in out:
         row["gain"] = row["images_per_s"] / base
@@ -514,7 +550,7 @@ def markdown(result: dict[str, Any]) -> str:
         op = result.get(key)
         for name, r in list(op["variants"].items())[1:] if op else ():
             lines.append(f"| PGD-AT step with {name} / {next(iter(op['variants']))} ({op['arch']}, batch {op['batch']}) | "
-                         f"{r['ratio']:.3f} |")
+                         + (f"failed: {r['error']} |" if "error" in r else f"{r['ratio']:.3f} |"))
     if "wrn" in result:
         w = result["wrn"]
         lines.append(f"| PGD-AT step WRN-34-10 batch {w['batch']} | {w['step_s'] * 1e3:.1f} ms = {w['s_per_epoch']:.1f} s per epoch |")

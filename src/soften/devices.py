@@ -1,7 +1,12 @@
 """Which device a job runs on, resolved inside the job (never where the DAG is built).
 
 ``auto`` means CUDA when the job's host has it, else CPU; ``cpu`` and ``cuda:K``
-are taken as given (``cuda`` or ``cuda:K`` on a host without that GPU is an error). On a host with several visible GPUs a ``cuda``/``auto`` job
+are taken as given (``cuda`` or ``cuda:K`` on a host without that GPU is an error).
+There is no silent CPU fallback: ``auto`` on a host with an NVIDIA GPU that the
+installed PyTorch cannot use (a CPU-only build, a driver older than the build's
+CUDA) stops with one line saying why, as does any CUDA device whose architecture
+the build ships no kernels for; the GPU a job uses is made its current device and
+logged (name, index, compute capability, driver). On a host with several visible GPUs a ``cuda``/``auto`` job
 claims a GPU slot no other soften job on the host holds: each GPU has
 ``gpu_slots_per_device`` slots (config key, default 1), each an advisory lock
 file held for the life of the process, and slots are handed out GPU by GPU
@@ -45,14 +50,99 @@ _held: list[int] = []        # lock file descriptors kept open while the process
 _claimed: str | None = None  # the GPU this process resolved cuda/auto to
 
 
+#: NVIDIA's control node on Linux; WSL2 has no /dev/nvidia* but /dev/dxg (any GPU through
+#: DirectX) and, when the Windows NVIDIA driver is installed, its libcuda under /usr/lib/wsl/lib.
+NVIDIA_NODE = "/dev/nvidiactl"
+WSL_NODE, WSL_LIBCUDA = "/dev/dxg", "/usr/lib/wsl/lib"
+
+
+def nvidia_present() -> bool:
+    """Whether this host shows an NVIDIA GPU to user space (without importing torch): the
+    driver's control node, or WSL2's GPU node with NVIDIA's libcuda beside it."""
+    if Path(NVIDIA_NODE).exists():
+        return True
+    return Path(WSL_NODE).exists() and any(Path(WSL_LIBCUDA).glob("libcuda.so*"))
+
+
 def host_has_cuda() -> bool:
-    """Whether this host can run CUDA. Without an NVIDIA device node there is none to find,
-    and torch is not imported (seconds per Snakemake start)."""
-    if not Path("/dev/nvidiactl").exists():
+    """Whether this host can run CUDA. Without an NVIDIA GPU (see :func:`nvidia_present`)
+    there is none to find, and torch is not imported (seconds per Snakemake start)."""
+    if not nvidia_present():
         return False
     import torch
 
     return torch.cuda.is_available()
+
+
+def driver_version() -> str | None:
+    """The NVIDIA kernel driver's version (e.g. ``580.65.06``), or None where it cannot be read."""
+    try:
+        found = re.search(r"Kernel Module\s+(?:for \S+\s+)?([0-9][0-9.]+)", Path("/proc/driver/nvidia/version").read_text())
+        if found:
+            return found.group(1)
+    except OSError:
+        pass
+    try:
+        import torch
+
+        api = int(torch._C._cuda_getDriverVersion())  # the CUDA API level the driver supports, e.g. 12040
+        return f"supports CUDA {api // 1000}.{api % 1000 // 10}" if api else None
+    except Exception:  # noqa: BLE001 - a build without this private call: the version stays unknown
+        return None
+
+
+def _arch_runs(capability: tuple[int, int], arch: str) -> bool:
+    """Whether code built for ``arch`` (``sm_80``, ``compute_90``, ``sm_90a``) runs on a GPU of
+    ``capability``: a cubin on the same major version at an equal or lower minor, PTX on any
+    GPU at least as new (the driver compiles it)."""
+    found = re.fullmatch(r"(sm|compute)_(\d+)([af]?)", arch)
+    if not found:
+        return False
+    number = int(found.group(2))
+    built = (number // 10, number % 10)
+    if found.group(1) == "compute":
+        return built <= capability
+    if found.group(3) == "a":  # architecture-specific features: that exact GPU only
+        return built == capability
+    return built[0] == capability[0] and built[1] <= capability[1]
+
+
+def unusable_gpu(index: int) -> str | None:
+    """Why the installed PyTorch cannot run kernels on GPU ``index`` (None: it can): its
+    architecture is older than every one the wheel was built for (no kernel image)."""
+    import torch
+
+    capability = tuple(torch.cuda.get_device_capability(index))
+    archs = list(torch.cuda.get_arch_list())
+    if not archs or any(_arch_runs(capability, a) for a in archs):
+        return None
+    return (f"GPU {index} ({torch.cuda.get_device_name(index)}) is sm_{capability[0]}{capability[1]}, but PyTorch "
+            f"{torch.__version__} (CUDA {torch.version.cuda}) ships kernels for {' '.join(archs)} only")
+
+
+def why_no_cuda() -> str:
+    """Why PyTorch sees no usable CUDA on a host that has an NVIDIA GPU, in one phrase."""
+    import torch
+
+    if not torch.version.cuda:
+        return f"PyTorch {torch.__version__} is a CPU-only build"
+    driver = driver_version()
+    return (f"PyTorch {torch.__version__} is built for CUDA {torch.version.cuda} and the NVIDIA driver "
+            f"({driver or 'version unknown'}) does not run it: the driver is older than that CUDA needs, or not loaded")
+
+
+def describe_gpu(index: int) -> str:
+    """One line naming GPU ``index``: name, index, compute capability, memory, driver."""
+    import torch
+
+    try:
+        memory = getattr(torch.cuda.get_device_properties(index), "total_memory", None)
+    except Exception:  # noqa: BLE001 - a description without the memory size rather than a failed job
+        memory = None
+    major, minor = torch.cuda.get_device_capability(index)
+    return (f"{torch.cuda.get_device_name(index)} (cuda:{index}, sm_{major}{minor}"
+            + (f", {memory / 2**30:.0f} GiB" if memory else "")
+            + f", driver {driver_version() or 'unknown'}, PyTorch {torch.__version__} CUDA {torch.version.cuda})")
 
 
 def lock_dir() -> Path:
@@ -130,6 +220,7 @@ def resolve_device(name: str, slots: int = 1) -> str:
     """
     global _claimed
     if name == "cpu":
+        log.info("device: cpu (as configured)")
         return name
     if _claimed is not None and not name.startswith("cuda:"):
         return _claimed
@@ -137,6 +228,11 @@ def resolve_device(name: str, slots: int = 1) -> str:
 
     available = torch.cuda.is_available()
     if name == "auto" and not available:
+        if nvidia_present():
+            # Training a GPU-sized run on the CPU would take days and look like a slow GPU: stop instead.
+            raise SoftenError(f"device: auto found an NVIDIA GPU but cannot use it: {why_no_cuda()}; install a PyTorch "
+                              "build for this driver (README, 'GPU requirements') or set device: cpu")
+        log.info("device: cpu (no NVIDIA GPU on this host)")
         return "cpu"
     if not available:
         raise SoftenError(f"device {name!r} was asked for, but this host has no usable CUDA GPU; set device: auto "
@@ -146,9 +242,9 @@ def resolve_device(name: str, slots: int = 1) -> str:
         if int(name.split(":")[1]) >= count:
             raise SoftenError(f"device {name!r} was asked for, but this host shows {count} GPU(s) (cuda:0 to "
                               f"cuda:{count - 1}); set device: cuda to let soften pick a free one")
-        return name
+        return _use(int(name.split(":")[1]), name)
     if count <= 1:
-        _claimed = "cuda"
+        _claimed = _use(0, "cuda")
         return _claimed
     slots = max(1, int(slots))
     index = claim_slot(device_keys(count), slots, lock_dir())
@@ -156,5 +252,19 @@ def resolve_device(name: str, slots: int = 1) -> str:
         index = os.getpid() % count
         log.warning("all %d GPU slots (%d GPUs x %d) are held by other soften jobs; sharing cuda:%d",
                     count * slots, count, slots, index)
-    _claimed = f"cuda:{index}"
+    _claimed = _use(index, f"cuda:{index}")
     return _claimed
+
+
+def _use(index: int, device: str) -> str:
+    """Check that PyTorch can run on GPU ``index``, make it the process's current device (so
+    that a bare ``cuda``, cuDNN handles and CUDA RNG calls land on it, not on GPU 0), and log it."""
+    import torch
+
+    problem = unusable_gpu(index)
+    if problem is not None:
+        raise SoftenError(f"{problem} (no kernel image); run on a newer GPU, or install a PyTorch build that "
+                          "supports it (README, 'GPU requirements')")
+    torch.cuda.set_device(index)
+    log.info("device: %s", describe_gpu(index))
+    return device

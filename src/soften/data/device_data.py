@@ -18,31 +18,53 @@ def to_tensor_images(x: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).contiguous().to(device)
 
 
-def augment_batch(
-    x: torch.Tensor, *, crop_padding: int, flip: bool, generator: torch.Generator
-) -> torch.Tensor:
-    """Random crop with zero padding and random horizontal flip, per sample.
+def draw_augmentation(sizes: list[int], *, crop_padding: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
+    """The random crop offsets and flips of consecutive batches of ``sizes`` images, drawn at once.
+
+    Rows (dy, dx, flip) x images, int64 on the CPU; the numbers are those
+    :func:`augment_batch` would draw batch by batch from the same generator state
+    (per batch: dy, then dx, then the flip coins). One tensor per epoch is one
+    host-to-device copy, where three per step each made the GPU wait for the host.
+    """
+    rows = []
+    for n in sizes:
+        p = crop_padding
+        dy = torch.randint(0, 2 * p + 1, (n,), generator=generator) if p > 0 else torch.zeros(n, dtype=torch.long)
+        dx = torch.randint(0, 2 * p + 1, (n,), generator=generator) if p > 0 else torch.zeros(n, dtype=torch.long)
+        coin = (torch.rand(n, generator=generator) < 0.5).long() if flip else torch.zeros(n, dtype=torch.long)
+        rows.append(torch.stack([dy, dx, coin]))
+    return torch.cat(rows, dim=1) if rows else torch.zeros(3, 0, dtype=torch.long)
+
+
+def apply_augmentation(x: torch.Tensor, draws: torch.Tensor, *, crop_padding: int, flip: bool) -> torch.Tensor:
+    """Random crop with zero padding and random horizontal flip, per sample, as ``draws``
+    (rows dy, dx, flip for the images of ``x``, on ``x``'s device) say.
 
     ``x`` is float N x C x H x W. Zero padding matches torchvision's
     ``RandomCrop(size, padding=p)`` used by the reference implementations.
-    Random numbers are drawn on the CPU generator so results do not depend on
-    the device.
     """
     n, _, h, w = x.shape
     if crop_padding > 0:
         p = crop_padding
         padded = torch.nn.functional.pad(x, (p, p, p, p))
-        dy = torch.randint(0, 2 * p + 1, (n,), generator=generator).to(x.device)
-        dx = torch.randint(0, 2 * p + 1, (n,), generator=generator).to(x.device)
+        dy, dx = draws[0], draws[1]
         rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
         cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
         batch = torch.arange(n, device=x.device)[:, None, None, None]
         chan = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
         x = padded[batch, chan, rows, cols]
     if flip:
-        mask = (torch.rand(n, generator=generator) < 0.5).to(x.device)
-        x = torch.where(mask[:, None, None, None], x.flip(3), x)
+        x = torch.where(draws[2].bool()[:, None, None, None], x.flip(3), x)
     return x
+
+
+def augment_batch(
+    x: torch.Tensor, *, crop_padding: int, flip: bool, generator: torch.Generator
+) -> torch.Tensor:
+    """One batch's crop and flip (:func:`apply_augmentation`), its random numbers drawn
+    on the CPU ``generator`` so that results do not depend on the device."""
+    draws = draw_augmentation([x.shape[0]], crop_padding=crop_padding, flip=flip, generator=generator)
+    return apply_augmentation(x, draws.to(x.device), crop_padding=crop_padding, flip=flip)
 
 
 @dataclass

@@ -60,7 +60,8 @@ def cw_attack(model, x, y, params):
 def _aa_options(params):
     return dict(eps=params["eps"], version=params.get("version", "standard"), seed=int(params.get("seed", 0)),
                 batch_size=int(params.get("aa_batch_size", 500)), settings=params.get("settings"),
-                norm=params.get("norm", "Linf"), progress=bool(params.get("progress", False)))
+                norm=params.get("norm", "Linf"), progress=bool(params.get("progress", False)),
+                state_path=params.get("state_path"))
 
 
 def autoattack_attack(model, x, y, params):
@@ -68,7 +69,8 @@ def autoattack_attack(model, x, y, params):
     from soften.evaluation.autoattack import autoattack
 
     res = autoattack(model, x, y, attacks=params.get("attacks"), **_aa_options(params))
-    details = {k: res[k] for k in ("counts", "attacks", "version", "seed", "settings", "package", "seconds")}
+    details = {k: res[k] for k in ("counts", "attacks", "version", "seed", "settings", "package", "seconds", "batch_size",
+                                   "resumed_after")}
     return AttackOutput(res["robust_mask"], details)
 
 
@@ -77,7 +79,8 @@ def square_attack(model, x, y, params):
     from soften.evaluation.autoattack import autoattack
 
     res = autoattack(model, x, y, attacks=["square"], return_adv=True, **_aa_options(params))
-    details = {k: res[k] for k in ("counts", "version", "seed", "settings", "package", "seconds")}
+    details = {k: res[k] for k in ("counts", "version", "seed", "settings", "package", "seconds", "batch_size",
+                                   "resumed_after")}
     return AttackOutput(res["robust_mask"], details, res["x_adv"])
 
 

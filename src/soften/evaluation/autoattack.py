@@ -16,21 +16,36 @@ What the adapter adds around the package:
   package's ``run_standard_evaluation`` does internally (each attack reseeds,
   and sees the same points in the same order), so the final per-example flags
   are identical to one call, and the robust count after each attack is known;
-- fewer than 10 classes: the targeted attacks use ``classes - 1`` targets.
+- fewer than 10 classes: the targeted attacks use ``classes - 1`` targets;
+- resume: with ``state_path``, the progress after each attack (which attacks
+  ran, the per-example flags, the adversarial inputs where asked for) is saved
+  there, and a call that finds it (for the same inputs and settings) continues
+  with the next attack. Each attack reseeds, so a resumed evaluation gives the
+  flags an uninterrupted one gives; a WRN-34-10 AutoAttack stopped at a SLURM
+  time limit loses at most the attack it was in. The file is removed at the end;
+- memory: the batch size is capped at what the GPU's free memory holds for this
+  model and input (soften.attacks.memory), and an attack that still runs out
+  of memory is retried at half the batch; the result records the batch size used.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib
 import logging
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm import tqdm
 
 from soften.attacks import model_mode
+from soften.errors import CorruptFileError
+from soften.attacks.memory import fit_batch_size, halving_on_oom
+from soften.io import load_torch, save_torch
 
 log = logging.getLogger("soften.autoattack")
 
@@ -112,6 +127,7 @@ def autoattack(
     package: str | None = None,
     progress: bool = False,
     return_adv: bool = False,
+    state_path: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Robust accuracy under AutoAttack on the first ``n_examples`` of ``(x, y)``.
 
@@ -120,7 +136,10 @@ def autoattack(
     with that version's settings. Returns a dict with ``robust_accuracy``,
     ``robust_mask`` (bool, per example), ``clean_accuracy``, ``clean_mask``,
     ``counts`` (robust examples left after each attack, starting with
-    ``clean``), ``seconds`` per attack, and, with ``return_adv``, ``x_adv``.
+    ``clean``), ``seconds`` per attack, ``batch_size`` (the one used, see
+    the module docstring), ``resumed_after`` (the attacks a saved state
+    held, empty for a fresh run) and, with ``return_adv``, ``x_adv``.
+    ``state_path``: where progress is saved after each attack and resumed from.
     """
     if n_examples is not None:
         x, y = x[:n_examples], y[:n_examples]
@@ -150,22 +169,37 @@ def autoattack(
             aa.apgd_targeted.n_target_classes = n_classes - 1
             aa.fab.n_target_classes = n_classes - 1
         apply_settings(aa, settings)
-        clean = _predict(model, x, batch_size) == y
-        robust = clean.clone()
-        x_adv = x.clone()
-        counts = {"clean": int(clean.sum())}
-        seconds = {}
+        batch_size = fit_batch_size(model, tuple(x.shape[1:]), device, batch_size, "AutoAttack")
+        key = _state_key(x, y, eps=eps, norm=norm, version=version, seed=seed, order=order, settings=settings,
+                         package=name)
+        saved = _load_state(state_path, key, return_adv)
+        if saved is None:
+            clean = _predict(model, x, batch_size) == y
+            robust, x_adv = clean.clone(), (x.clone() if return_adv else None)
+            counts, seconds = {"clean": int(clean.sum())}, {}
+        else:
+            clean, robust = saved["clean"].to(device), saved["robust"].to(device)
+            x_adv = saved["x_adv"].to(device) if return_adv else None
+            counts, seconds = saved["counts"], saved["seconds"]
+            log.info("AutoAttack resumes from %s after %s", state_path, ", ".join(saved["done"]))
+        resumed_after = list(saved["done"]) if saved else []
         for attack in tqdm(order, desc=f"AutoAttack ({version})", disable=not progress):
+            if attack in counts:
+                continue  # done before the interruption
             t0 = time.time()
             idx = robust.nonzero().squeeze(1)
             if idx.numel():
                 aa.attacks_to_run = [attack]
-                adv, y_adv = run_package(aa, name, x[idx], y[idx], batch_size)
+                (adv, y_adv), batch_size = halving_on_oom(lambda b: run_package(aa, name, x[idx], y[idx], b),
+                                                          batch_size, f"AutoAttack {attack}")
                 robust[idx] = y_adv.to(device) == y[idx]
-                x_adv[idx] = adv.to(device)
+                if x_adv is not None:
+                    x_adv[idx] = adv.to(device)
             counts[attack] = int(robust.sum())
             seconds[attack] = round(time.time() - t0, 3)
             log.info("after %s: %d/%d robust", attack, counts[attack], len(y))
+            if state_path is not None:
+                _save_state(state_path, key, order, clean, robust, x_adv, counts, seconds)
     n = int(len(y))
     result = {
         "robust_accuracy": counts[order[-1]] / n if order and n else (counts["clean"] / n if n else float("nan")),
@@ -183,10 +217,47 @@ def autoattack(
         "package": f"{name}=={_version_of(name)}",
         "seconds": seconds,
         "total_seconds": round(time.time() - start, 3),
+        "batch_size": batch_size,
+        "resumed_after": resumed_after,
     }
     if return_adv:
         result["x_adv"] = x_adv
+    if state_path is not None:
+        Path(state_path).unlink(missing_ok=True)
     return result
+
+
+def _state_key(x: torch.Tensor, y: torch.Tensor, **settings: Any) -> str:
+    """A digest of the inputs and everything that decides the attacks' outcome: a saved state
+    continues only the evaluation it was written by."""
+    digest = hashlib.sha256(repr(sorted((k, repr(v)) for k, v in settings.items())).encode())
+    for t in (x, y):
+        digest.update(repr((tuple(t.shape), str(t.dtype))).encode())
+        digest.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _save_state(path, key: str, order: list[str], clean, robust, x_adv, counts, seconds) -> None:
+    state = {"key": key, "done": [a for a in order if a in counts], "clean": clean.cpu(), "robust": robust.cpu(),
+             "counts": dict(counts), "seconds": dict(seconds)}
+    if x_adv is not None:
+        state["x_adv"] = x_adv.cpu()
+    save_torch(state, path)  # atomic (a temporary renamed into place): a kill mid-save keeps the previous state
+
+
+def _load_state(path, key: str, need_adv: bool) -> dict[str, Any] | None:
+    """The saved progress of this evaluation, or None (no file, another evaluation's, or unreadable: started afresh)."""
+    if path is None or not Path(path).exists():
+        return None
+    try:
+        state = load_torch(path)
+    except CorruptFileError as err:
+        log.warning("%s %s; AutoAttack starts afresh", path, err.problem)
+        return None
+    if not isinstance(state, dict) or state.get("key") != key or (need_adv and "x_adv" not in state):
+        log.warning("%s holds the progress of another AutoAttack evaluation; starting afresh", path)
+        return None
+    return state
 
 
 @torch.no_grad()

@@ -83,19 +83,35 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[to
     return model.to(device).eval(), ckpt
 
 
-def rng_state() -> dict[str, Any]:
-    """The global torch RNG state (and CUDA's, when present), for the resume state."""
-    state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+def rng_state(device: torch.device | str | None = None) -> dict[str, Any]:
+    """The global torch RNG state and, on a CUDA ``device``, that one GPU's generator, for the resume state.
+
+    Only the job's own GPU: a run resumed where fewer GPUs are visible (or on another one)
+    restores this stream onto whichever GPU it then holds (:func:`set_rng_state`)."""
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    device = torch.device(device) if device is not None else None
+    if device is not None and device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore what :func:`rng_state` returned (CUDA's only where CUDA is present)."""
+def set_rng_state(state: dict[str, Any], device: torch.device | str | None = None) -> None:
+    """Restore what :func:`rng_state` returned; the CUDA stream goes to ``device`` when it is a GPU.
+
+    A state saved by earlier soften versions holds every visible GPU's generator (a list) and
+    not which one the job drew from: the entry of this GPU's index continues here where the
+    list has one, else the first."""
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    device = torch.device(device) if device is not None else None
+    saved = state.get("cuda")
+    if saved is None or device is None or device.type != "cuda":
+        return
+    if isinstance(saved, (list, tuple)):
+        if not saved:
+            return
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        saved = saved[index] if index < len(saved) else saved[0]
+    torch.cuda.set_rng_state(saved, device)
 
 
 __all__ = ["model_checkpoint", "load_model", "first_non_finite", "rng_state", "set_rng_state", "save_torch", "load_torch"]

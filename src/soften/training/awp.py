@@ -46,8 +46,10 @@ class AWP:
         grads = torch.autograd.grad(loss, weights)
         self._saved = [(w, w.detach().clone()) for w in weights]
         with torch.no_grad():
-            for w, g in zip(weights, grads):
-                w.add_(g * (self.gamma * w.norm() / (g.norm() + 1e-20)))
+            # Every layer's two norms in two multi-tensor kernels, not two launches per layer.
+            w_norms, g_norms = torch._foreach_norm(weights), torch._foreach_norm(grads)
+            for w, g, w_norm, g_norm in zip(weights, grads, w_norms, g_norms):
+                w.add_(g * (self.gamma * w_norm / (g_norm + 1e-20)))
 
     def restore(self) -> None:
         with torch.no_grad():

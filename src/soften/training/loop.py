@@ -21,6 +21,9 @@ A method is an objective, a label refiner and weight-space extras
   :func:`save_epoch` (best-checkpoint choice, ``best.pt``, ``last.pt``, history);
 - :func:`finish` writes ``final.pt`` and ``train_summary.json``.
 
+On CUDA the epoch's files are written by a background thread while the next epoch
+trains (soften.training.saver: a WRN-34-10 ``last.pt`` is over 0.5 GB).
+
 ``last.pt`` holds the model, optimizer, scheduler, RNG state, epoch, history,
 best-so-far, and the state of the refiner and extras (label banks, EMA teachers,
 weight averages); ``best.pt`` is refreshed when validation robust accuracy
@@ -57,18 +60,21 @@ import torch
 from tqdm import tqdm
 
 from soften.attacks import model_mode, pgd
-from soften.data import DeviceData, augment_batch, load_dataset_npz
+from soften.data import DeviceData, load_dataset_npz
+from soften.data.device_data import apply_augmentation, draw_augmentation
 from soften.data.fetch import dataset_digest, load_noisy_labels
 from soften.devices import PLACEMENT_KEYS, resolve_device
 from soften.errors import BusyError, CorruptFileError, DivergedError
+from soften.attacks.memory import fit_batch_size, halving_on_oom
 from soften.io import load_torch, remove_stale_temporaries, save_json, save_text, save_torch
 from soften.labels import Batch, Setup, build_refiner
 from soften.models import build_model
 from soften.models.checkpoint import first_non_finite, model_checkpoint, rng_state, set_rng_state
 from soften.training.extras import build_extra
 from soften.training.methods import method_params, parse_method
+from soften.training.saver import Saver, to_host
 from soften.training.objectives import build_objective
-from soften.training.speed import autocast_context, optimizer_options, prepare_model
+from soften.training.speed import autocast_context, autocast_dtype, optimizer_options, prepare_model
 from soften.training.tracking import open_tracker
 
 log = logging.getLogger("soften.train")
@@ -133,8 +139,10 @@ def history_csv(history: list[dict[str, Any]]) -> str:
 
 
 def _grad_norm(model) -> torch.Tensor:
-    norms = [p.grad.detach().float().norm() for p in model.parameters() if p.grad is not None]
-    return torch.linalg.vector_norm(torch.stack(norms)) if norms else torch.zeros(())
+    """The global L2 norm of the gradients, on the device (no host sync): one multi-tensor
+    kernel for every parameter's norm where a Python loop launched one per parameter."""
+    grads = [p.grad.detach().float() for p in model.parameters() if p.grad is not None]
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else torch.zeros(())
 
 
 def train_step(batch: Batch, *, objective, refiner, extras, optimizer, autocast) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -205,6 +213,8 @@ class Run:
     best: dict[str, Any] = field(default_factory=lambda: {"epoch": 0, "val_robust_acc": -1.0, "model": None})
     start_epoch: int = 1
     saved_epoch: int | None = None  # the epoch of this run that last.pt holds (None: none yet)
+    monitor_batch: int | None = None  # monitoring's batch size on this device (soften.attacks.memory)
+    saver: Saver = field(default_factory=lambda: Saver(background=False))  # writes each epoch's files
 
     @property
     def training(self) -> dict[str, Any]:
@@ -265,7 +275,11 @@ def set_up(spec: dict[str, Any], out_dir: str | Path) -> Run:
     device = torch.device(resolve_device(spec["device"], int(spec.get("gpu_slots", 1))))
     if device.type == "cpu":
         torch.set_num_threads(int(spec.get("threads", 1)))
+    else:
+        # Every training step has the same shapes: let cuDNN time its algorithms once and keep the fastest.
+        torch.backends.cudnn.benchmark = True
     tr = spec["training"]
+    autocast_dtype(device, tr["amp"])  # an amp setting this device cannot run fails before any work
     arrays, train_data, val_data, test_data = load_run_data(spec, device)
     num_classes, in_channels = len(arrays["class_names"]), int(arrays["x_train"].shape[-1])
 
@@ -282,7 +296,8 @@ def set_up(spec: dict[str, Any], out_dir: str | Path) -> Run:
                model_args={"arch": spec["arch"], "num_classes": num_classes, "in_channels": in_channels},
                dataset_sha256=dataset_digest(spec["dataset_npz"]), train_data=train_data, val_data=val_data,
                train_monitor=train_monitor, test_monitor=test_monitor, monitor_steps=monitor_steps, model=model,
-               optimizer=optimizer, scheduler=scheduler, objective=objective, refiner=refiner, extras=extras)
+               optimizer=optimizer, scheduler=scheduler, objective=objective, refiner=refiner, extras=extras,
+               saver=Saver(background=device.type == "cuda"))
 
 
 @contextlib.contextmanager
@@ -362,7 +377,7 @@ def resume(run: Run) -> None:
         run.refiner.load_state_dict(state["refiner"])
         for extra in run.extras:
             extra.load_state_dict(state["extras"][extra.name])
-        set_rng_state(state["rng"])
+        set_rng_state(state["rng"], run.device)
     except (KeyError, RuntimeError, TypeError, ValueError) as err:  # e.g. written by another soften version
         raise CorruptFileError(last, f"cannot be restored into this run ({type(err).__name__}: "
                                      f"{str(err).splitlines()[0][:120]})",
@@ -399,12 +414,15 @@ def train_epoch(run: Run, epoch: int, show: bool) -> EpochStats:
                        torch.zeros((), device=device), steps, time.time())
     gen = torch.Generator().manual_seed(spec["seed"] * 1_000_003 + epoch)
     order = torch.randperm(n, generator=gen).to(device)
+    augment = {"crop_padding": spec["augment"]["crop_padding"], "flip": spec["augment"]["flip"]}
+    sizes = [min(batch_size, n - step * batch_size) for step in range(steps)]
+    draws = draw_augmentation(sizes, **augment, generator=gen).to(device)  # the epoch's crops and flips, one copy
     run.model.train()
     bar = tqdm(range(steps), desc=f"epoch {epoch}/{tr['epochs']}", leave=False, disable=not show)
     for step in bar:
         index = order[step * batch_size:(step + 1) * batch_size]
         x, y = data.batch(index)
-        x = augment_batch(x, crop_padding=spec["augment"]["crop_padding"], flip=spec["augment"]["flip"], generator=gen)
+        x = apply_augmentation(x, draws[:, step * batch_size:step * batch_size + len(index)], **augment)
         batch = Batch(model=run.model, index=index, x=x, y=y, epoch=epoch,
                       iteration=(epoch - 1) * steps + step, total_iterations=tr["epochs"] * steps)
         loss, logits, grad_norm = train_step(batch, objective=run.objective, refiner=run.refiner, extras=run.extras,
@@ -444,11 +462,19 @@ def monitor(run: Run, epoch: int, stats: EpochStats, lr: float) -> dict[str, Any
     # Monitoring draws from its own generator: how often it runs (monitor_every) cannot change training.
     generator = torch.Generator().manual_seed(run.spec["seed"] * 1_000_003 + epoch + 2**40)
     mon = dict(eps=run.spec["threat"]["eps"], alpha=run.spec["threat"]["alpha"], steps=run.monitor_steps,
-               batch_size=tr["eval_batch_size"], generator=generator)
-    val_clean, val_robust = evaluate_split(evaluated, run.val_data, **mon)
+               generator=generator)
+    if run.monitor_batch is None:  # tr["eval_batch_size"] capped to what the GPU holds for this model and input
+        run.monitor_batch = fit_batch_size(evaluated, tuple(run.val_data.images.shape[1:]), run.device,
+                                           tr["eval_batch_size"], "monitoring PGD")
+
+    def measure(data):
+        result, run.monitor_batch = halving_on_oom(lambda b: evaluate_split(evaluated, data, batch_size=b, **mon),
+                                                   run.monitor_batch, "monitoring PGD")
+        return result
+
+    val_clean, val_robust = measure(run.val_data)
     test_clean, test_robust, train_clean, train_robust = monitor_curves(
-        epoch, tr, lambda: evaluate_split(evaluated, run.test_monitor, **mon)
-        + evaluate_split(evaluated, run.train_monitor, **mon))
+        epoch, tr, lambda: measure(run.test_monitor) + measure(run.train_monitor))
     n = len(run.train_data)
     return {
         "epoch": epoch, "lr": lr,
@@ -465,9 +491,7 @@ def _model_file(run: Run, state_dict: dict[str, torch.Tensor], epoch: int, metri
                             dataset_sha256=run.dataset_sha256)
 
 
-def _save_checked(run: Run, files: dict[str, Any], epoch: int) -> None:
-    """Save ``{name: content}`` into the run folder in order, once every tensor of
-    every file is finite; otherwise save none and stop with ``NonFiniteStateError``."""
+def _check_finite(run: Run, files: dict[str, Any], epoch: int) -> None:
     for name, content in files.items():
         bad = first_non_finite(content)
         if bad is not None:
@@ -475,6 +499,12 @@ def _save_checked(run: Run, files: dict[str, Any], epoch: int) -> None:
                 f"training diverged: after epoch {epoch} of run {run.out}, {bad} in {name} holds non-finite values "
                 f"(NaN or inf), so nothing of epoch {epoch} was saved; {run.held()}. Lower the learning rate "
                 "(training.lr) or check the data.")
+
+
+def _save_checked(run: Run, files: dict[str, Any], epoch: int) -> None:
+    """Save ``{name: content}`` into the run folder in order, once every tensor of
+    every file is finite; otherwise save none and stop with ``NonFiniteStateError``."""
+    _check_finite(run, files, epoch)
     for name, content in files.items():
         save_torch(content, run.out / name)
 
@@ -495,12 +525,23 @@ def save_epoch(run: Run, epoch: int, row: dict[str, Any]) -> None:
     files["last.pt"] = {
         "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
         "refiner": run.refiner.state_dict(), "extras": {extra.name: extra.state_dict() for extra in run.extras},
-        "rng": rng_state(), "epoch": epoch, "history": run.history, "best": run.best, "spec": run.spec,
+        "rng": rng_state(run.device), "epoch": epoch, "history": run.history, "best": run.best, "spec": run.spec,
         "dataset_sha256": run.dataset_sha256,
     }
-    _save_checked(run, files, epoch)
-    run.saved_epoch = epoch
-    save_text(history_csv(run.history), run.out / "history.csv")
+    _check_finite(run, files, epoch)
+    if run.saver.background:
+        files = to_host(files)  # training goes on while the copy is written (soften.training.saver)
+    history = history_csv(run.history)
+
+    def written(name, content):
+        def write():
+            save_torch(content, run.out / name)
+            if name == "last.pt":
+                run.saved_epoch = epoch
+        return write
+
+    run.saver.submit([*(written(n, c) for n, c in files.items()),
+                      lambda: save_text(history, run.out / "history.csv")])
     log.info("epoch %d: loss %.4f val clean %.4f robust %.4f (%.1fs)", epoch, row["train_loss"], val_clean, val_robust,
              row["seconds"])
 
@@ -508,6 +549,7 @@ def save_epoch(run: Run, epoch: int, row: dict[str, Any]) -> None:
 def finish(run: Run) -> None:
     """final.pt (the evaluated model after the last epoch) and train_summary.json."""
     epochs, history = run.training["epochs"], run.history
+    run.saver.wait()
     _save_checked(run, {"final.pt": _model_file(run, run.eval_model().state_dict(), epochs, history[-1] if history else {})},
                   epochs)
     save_json({"best_epoch": run.best["epoch"], "best_val_score": run.best["val_robust_acc"],
@@ -537,5 +579,8 @@ def train(spec: dict[str, Any], out_dir: str | Path, *, stop_after_epoch: int | 
                     return run.history
             finish(run)
         finally:
-            tracker.close()
+            try:
+                run.saver.wait()  # the last epoch's files are on disk before the lock is released
+            finally:
+                tracker.close()
     return run.history

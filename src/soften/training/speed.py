@@ -3,10 +3,11 @@
 Four settings under ``training:`` (defaults in soften.config.TRAINING_DEFAULTS):
 
 - ``amp``: autocast of the *training* step (attack, forward, loss). ``auto`` is
-  bf16 on CUDA and off elsewhere; ``bf16`` asks for bf16 on any device (CPU
-  autocast works, and on a CPU with bf16 instructions it is faster); ``fp16``
-  is CUDA only and runs without loss scaling (bf16 needs none: prefer it);
-  ``off`` is fp32. Evaluation (per-epoch monitoring and every evaluation stage)
+  bf16 on a CUDA GPU of compute capability 8.0+ (Ampere and newer: bf16 tensor
+  cores) and off elsewhere (older GPUs and CPU train in fp32); ``bf16`` asks for
+  bf16 on CPU (autocast works, and with bf16 instructions it is faster) or an
+  sm_80+ GPU; ``fp16`` is refused, since it needs loss scaling the step does
+  not do (bf16 needs none); ``off`` is fp32. Evaluation (per-epoch monitoring and every evaluation stage)
   never runs under autocast: the loop calls it outside this context and the
   evaluation stages load the model in fp32 (soften.evaluation.common).
 - ``channels_last``: NHWC memory format for the weights and every 4-D input;
@@ -17,7 +18,8 @@ Four settings under ``training:`` (defaults in soften.config.TRAINING_DEFAULTS):
   PyTorch's default backend (inductor); a string names another torch.compile
   backend (``aot_eager`` traces the graphs without generating code: a quick
   check that a model compiles). The first steps pay the compilation (tens of
-  seconds on CPU); it pays off over long GPU runs.
+  seconds on CPU); it pays off over long GPU runs. A training run needs more
+  graphs than Dynamo keeps by default (:data:`RECOMPILE_LIMIT`).
 - ``optimizer_kernel``: how SGD updates the weights. ``auto`` is ``fused`` on
   CUDA (one kernel for all parameters) and PyTorch's own default elsewhere
   (a per-parameter loop on CPU, so CPU runs stay bit-identical to earlier
@@ -41,16 +43,27 @@ AMP_MODES = ("auto", "off", "bf16", "fp16")
 OPTIMIZER_KERNELS = ("auto", "loop", "foreach", "fused")
 
 
+def bf16_native(device: torch.device) -> bool:
+    """Whether ``device`` is a GPU with bf16 tensor cores (compute capability 8.0, Ampere, or newer);
+    older GPUs emulate bf16 matmuls slower than fp32."""
+    return device.type == "cuda" and tuple(torch.cuda.get_device_capability(device)) >= (8, 0)
+
+
 def autocast_dtype(device: torch.device, amp: str) -> torch.dtype | None:
     """The autocast dtype a training step runs in on ``device`` (None: fp32)."""
     if amp not in AMP_MODES:
         raise ValueError(f"training.amp must be one of {AMP_MODES}, got {amp!r}")
-    if amp == "off" or (amp == "auto" and device.type != "cuda"):
-        return None
     if amp == "fp16":
-        if device.type != "cuda":
-            raise ValueError("training.amp: fp16 autocast needs a CUDA device (use bf16 on CPU)")
-        return torch.float16
+        # fp16 gradients underflow without loss scaling, which the step (attack gradients,
+        # AWP's ascent, the training backward) does not do: refused rather than silently wrong.
+        raise ValueError("training.amp: fp16 is refused (it needs loss scaling, which soften does not do); "
+                         "use bf16 on an sm_80+ GPU or CPU, or off")
+    if amp == "off" or (amp == "auto" and not bf16_native(device)):
+        return None
+    if device.type == "cuda" and not bf16_native(device):
+        major, minor = torch.cuda.get_device_capability(device)
+        raise ValueError(f"training.amp: bf16 needs an sm_80+ GPU (Ampere or newer), this one is sm_{major}{minor}; "
+                         "use amp: off (or auto)")
     return torch.bfloat16
 
 
@@ -80,8 +93,26 @@ def prepare_model(model: nn.Module, training: dict[str, Any]) -> nn.Module:
         model.register_forward_pre_hook(_to_channels_last)
     backend = training.get("compile", False)
     if backend:
+        allow_training_graphs()
         model.compile(**({} if backend is True else {"backend": backend}))
     return model
+
+
+#: Graphs one compiled model may keep. A training run calls it in up to 2 BatchNorm modes x 2
+#: grad modes x input with/without requires_grad x autocast on/off x static/dynamic batch
+#: (the last batch of an epoch is smaller) = 32 states; Dynamo's default of 8 is reached
+#: within 2 epochs of SGLR or TRADES (8 graphs, measured on CPU), after which every further
+#: state runs uncompiled.
+RECOMPILE_LIMIT = 64
+
+
+def allow_training_graphs() -> None:
+    """Raise Dynamo's per-function graph limit to :data:`RECOMPILE_LIMIT` (never lower it)."""
+    import torch._dynamo.config as dynamo
+
+    name = "recompile_limit" if hasattr(dynamo, "recompile_limit") else "cache_size_limit"
+    setattr(dynamo, name, max(getattr(dynamo, name), RECOMPILE_LIMIT))
+    dynamo.accumulated_recompile_limit = max(getattr(dynamo, "accumulated_recompile_limit", 0), 4 * RECOMPILE_LIMIT)
 
 
 def _supports(option: str) -> bool:
