@@ -202,9 +202,17 @@ def validate_config(cfg: dict[str, Any]) -> dict[str, Any]:
 def load_config(paths: str | Path | Iterable[str | Path], overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """The validated config from these files (merged in order) and overrides, at its scale."""
     cfg, _ = layered(paths, overrides)
-    cfg = validate_config(cfg)
+    cfg = with_seeds(validate_config(cfg))
     if cfg["scale"] == "smoke":
         cfg = validate_config(smoke_config(cfg))
+    return cfg
+
+
+def with_seeds(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The top-level ``seeds: N``, when set, as every experiment's seeds 0 .. N−1 (in place)."""
+    if cfg.get("seeds"):
+        for exp in cfg["experiments"].values():
+            exp["seeds"] = list(range(int(cfg["seeds"])))
     return cfg
 
 
@@ -386,6 +394,30 @@ def _check_experiment(cfg: dict[str, Any], name: str, exp: dict[str, Any]) -> No
         if exp["published"] not in sources():
             raise ConfigError(f"invalid config at '{where}/published': unknown paper table {exp['published']!r}; "
                               f"known: {sorted(sources())}")
+    for i, claim in enumerate(exp.get("claims", [])):
+        _check_claim(f"{where}/claims/{i}", exp, claim)
+    ids = [c["id"] for e in cfg["experiments"].values() for c in e.get("claims", [])]
+    for i, claim in enumerate(exp.get("claims", [])):
+        if ids.count(claim["id"]) > 1:
+            raise ConfigError(f"invalid config at '{where}/claims/{i}/id': claim id {claim['id']!r} is used twice")
+
+
+def _check_claim(where: str, exp: dict[str, Any], claim: dict[str, Any]) -> None:
+    """A claim names two of the experiment's methods, a part its table has, and a scope inside its grid."""
+    for key in ("method", "than"):
+        if claim[key] not in exp["methods"]:
+            raise ConfigError(f"invalid config at '{where}/{key}': {claim[key]!r} is not one of the experiment's "
+                              f"methods {exp['methods']}")
+    part = claim["metric"]["part"]
+    one_value = exp["kind"] == "noise-gap"
+    if one_value != (part == "value") or (part == "Diff" and len(exp["checkpoints"]) < 2) or (
+            part in ("Best", "Final") and part.lower() not in exp["checkpoints"]):
+        raise ConfigError(f"invalid config at '{where}/metric/part': this experiment's table has no {part!r} part "
+                          f"(checkpoints {exp['checkpoints']}, kind {exp['kind']})")
+    for key, grid in (("datasets", "datasets"), ("noise", "noise"), ("archs", "archs")):
+        extra = set(claim.get("scope", {}).get(key, [])) - set(exp[grid])
+        if extra:
+            raise ConfigError(f"invalid config at '{where}/scope/{key}': {sorted(extra)} not in the experiment's {grid}")
 
 
 def _check_names(where: str, names: list[str], known: dict[str, Any], section: str) -> None:
@@ -589,7 +621,9 @@ def table_spec(cfg: dict[str, Any], name: str) -> dict[str, Any]:
     runs = layout.experiment_runs(cfg, name)
     configured = {"accuracy": cfg["evaluation"]["attacks"], "transfer": cfg["transfer"]["attacks"],
                   "calibration": cfg["calibration"]["inputs"]}.get(exp["kind"], {})
-    spec = {"name": name, **copy.deepcopy(exp), "scale": cfg["scale"],
+    # Claims are the verdict stage's: editing one reruns no table.
+    spec = {"name": name, **copy.deepcopy({k: v for k, v in exp.items() if k != "claims"}), "scale": cfg["scale"],
+            "verdicts": copy.deepcopy(cfg["verdicts"]),
             "variants": {m: layout.variant(cfg, m)[1] for m in exp["methods"] if m in cfg.get("variants", {})},
             # the attacks as configured (before the smoke scale shrinks them): what a column
             # claims to measure, matched against the paper's column
@@ -600,6 +634,15 @@ def table_spec(cfg: dict[str, Any], name: str) -> dict[str, Any]:
         spec["runs"] = [{**r.fields(), "spec": _run_summary(resolve_run(cfg, r.dataset, r.noise, r.arch, r.method, r.seed))}
                         for r in runs]
     return spec
+
+
+def verdict_spec(cfg: dict[str, Any]) -> dict[str, Any]:
+    """What the verdict stage needs: the verdict settings, the scale, and per experiment (in
+    the order of its inputs, one table .csv each) its title, kind, paper table and claims."""
+    return {"results_dir": cfg["results_dir"], "scale": cfg["scale"], "verdicts": copy.deepcopy(cfg["verdicts"]),
+            "experiments": [{"name": name, "title": exp.get("title") or name, "kind": exp["kind"],
+                             "published": exp.get("published"), "seeds": exp["seeds"],
+                             "claims": copy.deepcopy(exp.get("claims", []))} for name, exp in cfg["experiments"].items()]}
 
 
 def _run_summary(spec: dict[str, Any]) -> dict[str, Any]:
