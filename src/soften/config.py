@@ -287,6 +287,13 @@ def check_references(cfg: dict[str, Any]) -> None:
         _check_attack(f"calibration/inputs/{name}", attack, kinds=("natural", "pgd", "cw", "square", "autoattack"))
     for name, exp in cfg["experiments"].items():
         _check_experiment(cfg, name, exp)
+    seen: set[str] = set()
+    for name, exp in cfg["experiments"].items():
+        for i, claim in enumerate(exp.get("claims", [])):
+            if claim["id"] in seen:
+                raise ConfigError(f"invalid config at 'experiments/{name}/claims/{i}/id': claim id {claim['id']!r} "
+                                  f"is used twice (ids name claims on the verdict page)")
+            seen.add(claim["id"])
 
 
 def _check_name(kind: str, where: str, name: str) -> None:
@@ -396,10 +403,6 @@ def _check_experiment(cfg: dict[str, Any], name: str, exp: dict[str, Any]) -> No
                               f"known: {sorted(sources())}")
     for i, claim in enumerate(exp.get("claims", [])):
         _check_claim(f"{where}/claims/{i}", exp, claim)
-    ids = [c["id"] for e in cfg["experiments"].values() for c in e.get("claims", [])]
-    for i, claim in enumerate(exp.get("claims", [])):
-        if ids.count(claim["id"]) > 1:
-            raise ConfigError(f"invalid config at '{where}/claims/{i}/id': claim id {claim['id']!r} is used twice")
 
 
 def _check_claim(where: str, exp: dict[str, Any], claim: dict[str, Any]) -> None:
