@@ -184,3 +184,37 @@ def test_the_paper_row_shows_what_the_paper_prints_marked_sic(tmp_path):
     assert "-0.53 *sic*" in paper
     delta = next(line for line in md.splitlines() if "↳ Δ" in line)
     assert delta.count("0.00") == 3          # compared against the consistent +0.53
+
+
+def test_no_spread_gives_finite_p_values_and_a_point_interval():
+    t = V.claim_setting({0: 1.0, 1: 2.0}, {0: 2.0, 1: 3.0}, "lower")     # every paired difference is 1
+    assert (t.p, t.p_opposite, t.low, t.high) == (0.0, 1.0, 1.0, 1.0)
+
+
+def test_verdict_page_tests_each_claim_with_scipy_and_holm_across_the_file(tmp_path):
+    from soften.verdict_page import build
+
+    gaps = {"pgd-at": {0: 13.0, 1: 10.2, 2: 16.1, 3: 12.0, 4: 15.9},
+            "pgd-at+sglr": {0: 9.1, 1: 7.5, 2: 11.0, 3: 8.2, 4: 10.3},
+            "pgd-at+adr": {0: 12.5, 1: 10.9, 2: 15.0, 3: 12.4, 4: 14.8}}
+    rows = [{"experiment": "main", "dataset": "digits", "noise": "symmetric-0.4", "arch": "cnn-wide", "method": m,
+             "column": "pgd20", "part": "Diff", "mean": np.mean(list(v.values())), "std": 0.0, "seeds": 5,
+             "per_seed": json.dumps(v)} for m, v in gaps.items()]
+    pd.DataFrame(rows).to_csv(tmp_path / "main.csv", index=False)
+    claim = {"metric": {"column": "pgd20", "part": "Diff"}, "than": "pgd-at", "direction": "lower", "cite": "x"}
+    spec = {"results_dir": "results", "scale": "full", "verdicts": {"alpha": 0.05},
+            "experiments": [{"name": "main", "title": "t", "kind": "accuracy", "published": None, "seeds": [0, 1, 2, 3, 4],
+                             "claims": [{**claim, "id": "sglr", "method": "pgd-at+sglr"},
+                                        {**claim, "id": "adr", "method": "pgd-at+adr"}]}]}
+    md, record = build([tmp_path / "main.csv"], spec)
+    base = list(gaps["pgd-at"].values())
+    p = [stats.ttest_rel(base, list(gaps[m].values()), alternative="greater").pvalue for m in ("pgd-at+sglr", "pgd-at+adr")]
+    got = {c["claim"]["id"]: c for c in record["claims"]}
+    assert got["sglr"]["p"] == pytest.approx(p[0]) and got["adr"]["p"] == pytest.approx(p[1])
+    small, large = sorted(p)
+    holm = {p[0]: None, p[1]: None}
+    holm[small] = 2 * small
+    holm[large] = max(2 * small, large)
+    assert got["sglr"]["p_holm"] == pytest.approx(min(1, holm[p[0]]))
+    assert got["adr"]["p_holm"] == pytest.approx(min(1, holm[p[1]]))
+    assert got["sglr"]["verdict"] == "holds" and "paired t-test (one-sided), 5 seeds" in md

@@ -158,7 +158,7 @@ def claim_line(c: dict[str, Any]) -> str:
     what = (f"**{cl['id']}** — {cl['method']} {cl['direction']} than {cl['than']} on "
             f"{cl['metric']['column']} {cl['metric']['part']} ({cl['experiment']}): **{c['verdict']}**")
     if not c["settings"]:
-        return f"{what}; {c['why']}. *Source:* {cl['cite']}"
+        return f"{what}; {c['why']}. *Source:* {cl['cite'].strip()}"
     parts = []
     for t in c["settings"]:
         where = "/".join(v for v in t["setting"].values() if v)
@@ -166,7 +166,7 @@ def claim_line(c: dict[str, Any]) -> str:
                      f"{t['test']}, p = {_p(t['p'])}")
     more = f"; seeds needed per method: {c['seeds_needed']}" if c["verdict"] == "inconclusive" and c["seeds_needed"] \
         else ("; no number of seeds at the observed effect" if c["verdict"] == "inconclusive" else "")
-    return (f"{what} — " + "; ".join(parts) + f"; Holm-adjusted p = {_p(c['p_holm'])}{more}. *Source:* {cl['cite']}")
+    return (f"{what} — " + "; ".join(parts) + f"; Holm-adjusted p = {_p(c['p_holm'])}{more}. *Source:* {cl['cite'].strip()}")
 
 
 def _markdown(record: dict[str, Any]) -> str:

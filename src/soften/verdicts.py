@@ -212,6 +212,17 @@ def claim_setting(a: Mapping[int, float], b: Mapping[int, float], direction: str
                   prior_std: float | None = None) -> SettingTest | str:
     """One setting of a claim from per-seed values of method A and method B (seed -> value);
     ``direction``: higher (A > B) or lower (A < B). Returns why not, when it cannot be tested."""
+    t = _claim_setting(a, b, direction, pairable, prior_std)
+    if isinstance(t, SettingTest) and not all(math.isfinite(v) for v in (t.p, t.p_opposite, t.low, t.high)):
+        # No spread at all (every per-seed difference equal): scipy's t is undefined. The
+        # effect is then exact: a sure p of 0 for its sign, 1 against, and a point interval.
+        t.p, t.p_opposite = float(t.effect <= 0), float(t.effect >= 0)
+        t.low = t.high = t.effect
+    return t
+
+
+def _claim_setting(a: Mapping[int, float], b: Mapping[int, float], direction: str, pairable: bool,
+                   prior_std: float | None) -> SettingTest | str:
     sign = 1.0 if direction == "higher" else -1.0
     common = sorted(set(a) & set(b))
     if pairable and len(common) >= 2 and set(a) == set(b):
