@@ -36,8 +36,8 @@ def _cells(frame: pd.DataFrame) -> list[dict[str, Any]]:
         verdict = r.get("verdict") if isinstance(r.get("verdict"), str) and r.get("verdict") else None
         comparable = bool(r.get("comparable")) if r.get("comparable") == r.get("comparable") else False
         out.append({
-            "dataset": r["dataset"], "noise": r["noise"], "arch": r["arch"], "method": r["method"],
-            "column": r["column"], "part": r["part"], "seeds": int(r["seeds"]),
+            **{k: _str(r.get(k)) for k in ("dataset", "noise", "arch", "method", "column", "part")},
+            "seeds": int(r["seeds"]),
             "mean": _num(r.get("mean")), "published": _num(r["published"]),
             "verdict": verdict if comparable and verdict else ("not comparable" if not comparable else "no verdict"),
             "why_not_comparable": r.get("why_not_comparable") if isinstance(r.get("why_not_comparable"), str) else "",
@@ -47,6 +47,11 @@ def _cells(frame: pd.DataFrame) -> list[dict[str, Any]]:
             "assumed_seed_std": _num(r.get("assumed_seed_std")),
         })
     return out
+
+
+def _str(v: Any) -> str:
+    """A CSV field as text: an empty field (noise-gap rows have no noise) reads back as NaN."""
+    return "" if v is None or (isinstance(v, float) and v != v) else str(v)
 
 
 def _num(v: Any) -> float | None:
