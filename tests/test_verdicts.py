@@ -204,8 +204,10 @@ def test_verdict_page_tests_each_claim_with_scipy_and_holm_across_the_file(tmp_p
     claim = {"metric": {"column": "pgd20", "part": "Diff"}, "than": "pgd-at", "direction": "lower", "cite": "x"}
     spec = {"results_dir": "results", "scale": "full", "verdicts": {"alpha": 0.05},
             "experiments": [{"name": "main", "title": "t", "kind": "accuracy", "published": None, "seeds": [0, 1, 2, 3, 4],
+                             "methods": list(gaps), "checkpoints": ["best", "final"],
                              "claims": [{**claim, "id": "sglr", "method": "pgd-at+sglr"},
-                                        {**claim, "id": "adr", "method": "pgd-at+adr"}]}]}
+                                        {**claim, "id": "adr", "method": "pgd-at+adr"},
+                                        {**claim, "id": "off-grid", "method": "trades"}]}]}
     md, record = build([tmp_path / "main.csv"], spec)
     base = list(gaps["pgd-at"].values())
     p = [stats.ttest_rel(base, list(gaps[m].values()), alternative="greater").pvalue for m in ("pgd-at+sglr", "pgd-at+adr")]
@@ -218,3 +220,5 @@ def test_verdict_page_tests_each_claim_with_scipy_and_holm_across_the_file(tmp_p
     assert got["sglr"]["p_holm"] == pytest.approx(min(1, holm[p[0]]))
     assert got["adr"]["p_holm"] == pytest.approx(min(1, holm[p[1]]))
     assert got["sglr"]["verdict"] == "holds" and "paired t-test (one-sided), 5 seeds" in md
+    # a claim outside the grid is reported and left out of Holm's family (m = 2 above)
+    assert got["off-grid"]["verdict"] == "not testable" and "trades not in the experiment's methods" in md

@@ -79,6 +79,14 @@ def claims_tested(frames: dict[str, pd.DataFrame], spec: dict[str, Any]) -> list
             if spec.get("scale", "full") != "full":
                 results.append(V.ClaimVerdict(claim, "not testable", SCALE_NOTE.format(scale=spec["scale"])))
                 continue
+            # A claim outside the experiment's grid (a config derived from a paper file with
+            # fewer methods or checkpoints) is reported, not an error: the rest still runs.
+            missing = [m for m in (claim["method"], claim["than"]) if m not in exp.get("methods", [m])]
+            part = claim["metric"]["part"]
+            if missing or (part in ("Best", "Final") and part.lower() not in exp.get("checkpoints", [part.lower()])):
+                why = f"{', '.join(missing)} not in the experiment's methods" if missing else f"no {part} checkpoint"
+                results.append(V.ClaimVerdict(claim, "not testable", why))
+                continue
             if frame is None or frame.empty:
                 results.append(V.ClaimVerdict(claim, "not testable", "no table"))
                 continue
