@@ -470,10 +470,11 @@ def _latex(spec: dict[str, Any], blocks) -> str:
     return "\n".join(_latex_table(header, lines, f"{name} — {title}") for title, header, lines in blocks)
 
 
-_NUMBER = re.compile(r"^\s*([-+−]?\d[\d.,]*\s*(±\s*\d[\d.,]*)?|n/a|n/c†?)?\s*$")
+_NUMBER = re.compile(r"^\s*([-+−]?\d[\d.,]*\s*(±\s*\d[\d.,]*)?(\s*[✓✗?]\*?|\s*\*sic\*)?|n/a|n/c†?)?\s*$")
 _TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-                "±": r"$\pm$", "−": r"$-$", "↳": r"$\hookrightarrow$", "Δ": r"$\Delta$", "†": r"\dag{}"}
+                "±": r"$\pm$", "−": r"$-$", "↳": r"$\hookrightarrow$", "Δ": r"$\Delta$", "†": r"\dag{}",
+                "✓": r"$\surd$", "✗": r"$\times$"}
 
 
 def _tex(text: Any) -> str:
