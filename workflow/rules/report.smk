@@ -87,12 +87,14 @@ rule verdict:
             VERDICT_PATHS["json"],
             caption="../report/verdict-json.rst",
             category="0 · Verdict",
+            subcategory="verdict",
             labels={"file": "verdict, JSON"},
         ),
         html=report(
             VERDICT_PATHS["html"],
             caption="../report/verdict.rst",
             category="0 · Verdict",
+            subcategory="verdict",
             labels={"file": "verdict page"},
         ),
     log:
