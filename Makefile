@@ -22,11 +22,11 @@ setup: $(STAMP)
 
 demo: setup
 	PATH="$(BIN):$$PATH" snakemake all --cores $(CORES)
-	@cat results/tables/main.md
+	@cat results/tables/main.md results/verdict.md
 
 demo-full: setup
 	PATH="$(BIN):$$PATH" snakemake all --cores $(CORES) --configfile config/config.yaml config/demo-full.yaml
-	@cat results/tables/main.md results/tables/methods.md
+	@cat results/tables/main.md results/tables/methods.md results/verdict.md
 
 test: setup lint
 	PATH="$(BIN):$$PATH" $(BIN)/python -m pytest

@@ -82,7 +82,7 @@ def test_every_dvc_stage_is_one_snakemake_job_with_the_same_command(which, repo,
         return
     rules = {j.rule for j in jobs}
     assert rules == {"fetch", "noise", "train", "evaluate", "evaluate_attack", "calibrate", "sanity",
-                     "craft_transfer", "evaluate_transfer", "tables", "figures"}
+                     "craft_transfer", "evaluate_transfer", "tables", "figures", "verdict"}
     assert "train/digits/none/cnn/pgd-at/seed100" in stages  # the transfer source
     if which == "default":
         # AutoAttack exactly where an experiment asks: the autoattack experiment's

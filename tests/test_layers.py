@@ -5,7 +5,7 @@ The layers, lowest first (a module may import its own layer and those below):
 0. foundations, no soften imports above them: the package itself, io, devices,
    noise, errors, codedeps, layout, attack_kinds (the attack vocabulary), attacks/ (PGD, CW);
 1. the things trained and reported on: models/ (incl. averaging, bn, checkpoint),
-   data/, published, tables, plots;
+   data/, published, tables, plots, verdicts and the verdict page;
 2. label refiners and evaluation: labels/ (they use models' EMA, BN helpers and
    checkpoint loading), evaluation/;
 3. training/ (objectives use the refiners' interface);
@@ -29,7 +29,8 @@ LAYERS = [
     {"soften", "soften.io", "soften.devices", "soften.noise", "soften.errors", "soften.codedeps", "soften.layout",
      "soften.lifetime",
      "soften.attack_kinds", "soften.attacks"},
-    {"soften.models", "soften.data", "soften.published", "soften.tables", "soften.table_html", "soften.plots"},
+    {"soften.models", "soften.data", "soften.published", "soften.tables", "soften.table_html", "soften.plots",
+     "soften.verdicts", "soften.verdict_page"},
     {"soften.labels", "soften.evaluation"},
     {"soften.training"},
     {"soften.config"},

@@ -72,8 +72,21 @@ def check_tables_and_figures(work: Path, config: str) -> dict[str, str]:
         if exp.get("published"):
             # the paper beside the reproduction, never compared at the smoke scale
             assert "↳ paper" in md and "n/c†" in md, name
-            assert "smoke scale" in md and "Summary: 0 of 0 comparable cells" in md, name
+            assert "smoke scale" in md and "0 reproduced ✓, 0 differs ✗, 0 inconclusive ?" in md, name
+    check_verdict_page(results, paper)
     return tables
+
+
+def check_verdict_page(results: Path, paper: dict) -> None:
+    """The verdict page exists at the smoke scale: no cell judged, no claim tested, each saying why."""
+    page = json.loads((results / "verdict.json").read_text())
+    md = (results / "verdict.md").read_text()
+    claims = [c for exp in paper["experiments"].values() for c in exp.get("claims", [])]
+    assert claims and len(page["claims"]) == len(claims)
+    assert all(c["verdict"] == "not testable" and "at this scale" in c["why"] for c in page["claims"])
+    cells = [c for e in page["experiments"] for c in e["cells"]]
+    assert cells and all(c["verdict"] == "not comparable" and "smoke scale" in c["why_not_comparable"] for c in cells)
+    assert md.startswith("# Verdict") and "not testable at this scale (smoke)" in md
 
 
 def eval_records(results: Path, pattern: str) -> list[dict]:

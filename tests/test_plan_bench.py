@@ -161,3 +161,17 @@ def test_an_interrupted_bench_still_writes_what_it_measured(tmp_path):
     text = md.read_text()
     assert "2000.0 ms = 12500.0 s per 50k-image epoch" in text and "Incomplete" in text
     assert load_figures(js).s_per_epoch == {"resnet18": 12500.0}
+
+
+def test_one_key_sets_every_experiments_seeds_and_plan_prices_it(repo):
+    """``--config seeds=3`` on a paper file: every experiment runs seeds 0, 1, 2, and plan costs
+    three times the one-seed runs (ADR Tab. 7 had five seeds of its own: now three)."""
+    figures = load_figures(None, device_name="No Such GPU")
+    one = load_config([repo / "config/adr.yaml"], {"results_dir": "/nonexistent/results"})
+    three = load_config([repo / "config/adr.yaml"], {"results_dir": "/nonexistent/results", "seeds": 3})
+    assert all(exp["seeds"] == [0, 1, 2] for exp in three["experiments"].values())
+    before = {r.name: r for r in plan(one, figures)["experiments"]}
+    after = {r.name: r for r in plan(three, figures)["experiments"]}
+    assert after["tab1"].runs == 3 * before["tab1"].runs                 # 3 datasets x 4 methods, 1 -> 3 seeds
+    assert after["tab1"].train_hours == pytest.approx(3 * before["tab1"].train_hours)
+    assert after["tab7"].runs == 2 * 3 and before["tab7"].runs == 2 * 5

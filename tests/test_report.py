@@ -64,7 +64,9 @@ def test_report_holds_every_table_and_figure(repo, default_config, tmp_path, sub
 
     categories = _js_object(page, "categories")
     # Both demo titles start "Digits demo:", so each experiment is its own category by name.
-    assert set(categories) == {"main", "masking"}
+    # ... and the verdict page comes first (its category sorts before every experiment's).
+    assert set(categories) == {"0 · Verdict", "main", "masking"} and sorted(categories)[0] == "0 · Verdict"
+    assert sorted(categories["0 · Verdict"]["verdict"]) == ["results/verdict.html", "results/verdict.json"]
     assert categories["main"]["figure"] == ["results/figures/main.png"]
     assert sorted(categories["main"]["table"]) == [f"results/tables/main.{e}" for e in ("csv", "html", "tex")]
 

@@ -95,7 +95,8 @@ def test_published_numbers_and_differences_beside_a_comparable_reproduction(tmp_
     assert rows(md, "pgd-at+sglr")[0][1:7] == ["83.5", "83.0", "0.5", "56.5", "56.0", "0.5"]
     assert rows(md, "↳ paper")[0][1:7] == ["82.9", "83.0", "-0.1", "56.4", "55.9", "0.5"]
     assert rows(md, "↳ Δ")[0][1:7] == ["+0.6", "0.0", "+0.6", "+0.1", "+0.1", "0.0"]
-    assert "Summary: 6 of 6 comparable cells within ±1 pt of the paper" in md
+    # One seed and no prior seed std in the spec: comparable, but no verdict.
+    assert "0 reproduced ✓, 0 differs ✗, 0 inconclusive ?, 6 without verdict (one seed" in md
 
 
 def test_subset_and_smoke_cells_are_marked_never_compared(tmp_path):
@@ -107,7 +108,7 @@ def test_subset_and_smoke_cells_are_marked_never_compared(tmp_path):
                                 attack_configs=configs), tmp_path / "t.md")
     assert rows(md, "↳ paper")[0][4:7] == ["56.4", "55.9", "0.5"]    # still the paper's PGD-20 column
     assert set(rows(md, "↳ Δ")[0][1:7]) == {"n/c†"}
-    assert "Summary: 0 of 0 comparable cells" in md and "6 of 6 published cells not comparable" in md
+    assert "0 reproduced ✓, 0 differs ✗, 0 inconclusive ?, 6 not comparable†" in md and "of 6 published cells" in md
     for reason in ("smoke scale", "2 epochs, paper 200", "200 of 10000 test images", "1 of 20 attack steps"):
         assert reason in md
     cells = pd.read_csv(tmp_path / "t.csv")
@@ -143,7 +144,7 @@ def test_population_std_where_the_paper_uses_it(tmp_path):
     md = make_table(files, spec(methods=["pgd-at"], attacks=["pgd100"], checkpoints=["best"], published="adr-tab7"),
                     tmp_path / "t.md")
     assert rows(md, "pgd-at")[0][1] == "52.60 ± 0.182"
-    assert rows(md, "↳ paper")[0][1] == "52.60 ± 0.182" and rows(md, "↳ Δ")[0][1] == "0.00"
+    assert rows(md, "↳ paper")[0][1] == "52.60 ± 0.182" and rows(md, "↳ Δ")[0][1] == "0.00 ✓"   # the same five runs: Welch, equivalent
     assert "population std (ddof=0)" in md
 
 

@@ -1,7 +1,7 @@
 """Command line: ``python -m soften COMMAND ...``.
 
 The stage commands (fetch, noise, train, evaluate, evaluate_attack, calibrate, sanity,
-craft_transfer, evaluate_transfer, tables, figures) are the Snakemake rules of the
+craft_transfer, evaluate_transfer, tables, figures, verdict) are the Snakemake rules of the
 same name and call the function of the same name in soften.stages. Each takes its
 settings either from an experiment file (``--configfile``) or, as Snakemake passes
 them, as a resolved JSON spec (``--spec``), so both routes run the same settings.
@@ -52,6 +52,7 @@ EXAMPLES = {
                          f"--out best-pgd10.json",
     "tables": "python -m soften tables --configfile config/config.yaml --experiment main --out main.md",
     "figures": "python -m soften figures --configfile config/config.yaml --experiment main --out main.png",
+    "verdict": "python -m soften verdict --configfile config/config.yaml --out results/verdict.md",
     "export_robustbench": f"python -m soften export_robustbench {_RUN} --out export/pgd-at-digits",
     "bench": "python -m soften bench --quick",
     "plan": "python -m soften plan --configfile config/sglr.yaml",
@@ -253,6 +254,26 @@ def cmd_figures(args):
     print(stages.figures(_inputs(args, "figure_inputs"), spec, args.out))
 
 
+def cmd_verdict(args):
+    """``verdict``: the results directory's verdict page from every table's .csv (default: where the
+    pipeline writes them), into ``--out`` (.md; .json beside it); prints the Markdown. A failed
+    reproduction is a result: the exit status stays 0."""
+    if args.spec:
+        spec = _json(args.spec, "--spec")
+    else:
+        from soften.config import verdict_spec
+
+        spec = verdict_spec(_load(args))
+    inputs = args.inputs
+    if not inputs:
+        if args.spec:
+            raise ConfigError("give the tables' .csv files, or --configfile FILE")
+        from soften import layout
+
+        inputs = layout.verdict_inputs(_load(args))
+    print(stages.verdict(inputs, spec, args.out))
+
+
 def cmd_export_robustbench(args):
     """``export_robustbench``: a run's checkpoint as a RobustBench model card, state_dict and model.py."""
     from soften.robustbench import export
@@ -431,6 +452,14 @@ def build_parser() -> argparse.ArgumentParser:
         _add_config_args(s)
         s.add_argument("--experiment", help="with --configfile: the experiment's name, e.g. main")
         s.add_argument("--out", required=True, help=out_help)
+
+    s = _sub(sub, "verdict", "the verdict page: every table cell against the paper and every claim tested "
+             "(.md, with .json beside it)", cmd_verdict)
+    s.add_argument("inputs", nargs="*", metavar="CSV",
+                   help="every experiment's table .csv, in config order (default with --configfile: where the pipeline writes them)")
+    s.add_argument("--spec", help="the verdict spec as JSON (what Snakemake passes)")
+    _add_config_args(s)
+    s.add_argument("--out", required=True, help="output .md (.json is written beside it)")
 
     s = _sub(sub, "export_robustbench", "export a run's checkpoint as a RobustBench claim: model card (JSON), "
              "state_dict, and a model.py that loads it without soften", cmd_export_robustbench, "export-robustbench")

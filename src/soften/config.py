@@ -202,9 +202,17 @@ def validate_config(cfg: dict[str, Any]) -> dict[str, Any]:
 def load_config(paths: str | Path | Iterable[str | Path], overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """The validated config from these files (merged in order) and overrides, at its scale."""
     cfg, _ = layered(paths, overrides)
-    cfg = validate_config(cfg)
+    cfg = with_seeds(validate_config(cfg))
     if cfg["scale"] == "smoke":
         cfg = validate_config(smoke_config(cfg))
+    return cfg
+
+
+def with_seeds(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The top-level ``seeds: N``, when set, as every experiment's seeds 0 .. N−1 (in place)."""
+    if cfg.get("seeds"):
+        for exp in cfg["experiments"].values():
+            exp["seeds"] = list(range(int(cfg["seeds"])))
     return cfg
 
 
@@ -279,6 +287,13 @@ def check_references(cfg: dict[str, Any]) -> None:
         _check_attack(f"calibration/inputs/{name}", attack, kinds=("natural", "pgd", "cw", "square", "autoattack"))
     for name, exp in cfg["experiments"].items():
         _check_experiment(cfg, name, exp)
+    seen: set[str] = set()
+    for name, exp in cfg["experiments"].items():
+        for i, claim in enumerate(exp.get("claims", [])):
+            if claim["id"] in seen:
+                raise ConfigError(f"invalid config at 'experiments/{name}/claims/{i}/id': claim id {claim['id']!r} "
+                                  f"is used twice (ids name claims on the verdict page)")
+            seen.add(claim["id"])
 
 
 def _check_name(kind: str, where: str, name: str) -> None:
@@ -589,7 +604,9 @@ def table_spec(cfg: dict[str, Any], name: str) -> dict[str, Any]:
     runs = layout.experiment_runs(cfg, name)
     configured = {"accuracy": cfg["evaluation"]["attacks"], "transfer": cfg["transfer"]["attacks"],
                   "calibration": cfg["calibration"]["inputs"]}.get(exp["kind"], {})
-    spec = {"name": name, **copy.deepcopy(exp), "scale": cfg["scale"],
+    # Claims are the verdict stage's: editing one reruns no table.
+    spec = {"name": name, **copy.deepcopy({k: v for k, v in exp.items() if k != "claims"}), "scale": cfg["scale"],
+            "verdicts": copy.deepcopy(cfg["verdicts"]),
             "variants": {m: layout.variant(cfg, m)[1] for m in exp["methods"] if m in cfg.get("variants", {})},
             # the attacks as configured (before the smoke scale shrinks them): what a column
             # claims to measure, matched against the paper's column
@@ -600,6 +617,16 @@ def table_spec(cfg: dict[str, Any], name: str) -> dict[str, Any]:
         spec["runs"] = [{**r.fields(), "spec": _run_summary(resolve_run(cfg, r.dataset, r.noise, r.arch, r.method, r.seed))}
                         for r in runs]
     return spec
+
+
+def verdict_spec(cfg: dict[str, Any]) -> dict[str, Any]:
+    """What the verdict stage needs: the verdict settings, the scale, and per experiment (in
+    the order of its inputs, one table .csv each) its title, kind, paper table and claims."""
+    return {"results_dir": cfg["results_dir"], "scale": cfg["scale"], "verdicts": copy.deepcopy(cfg["verdicts"]),
+            "experiments": [{"name": name, "title": exp.get("title") or name, "kind": exp["kind"],
+                             "published": exp.get("published"), "seeds": exp["seeds"], "methods": exp["methods"],
+                             "checkpoints": exp["checkpoints"],
+                             "claims": copy.deepcopy(exp.get("claims", []))} for name, exp in cfg["experiments"].items()]}
 
 
 def _run_summary(spec: dict[str, Any]) -> dict[str, Any]:

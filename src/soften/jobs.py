@@ -46,6 +46,7 @@ COMMANDS: dict[str, str] = {
                          "--out {output:q}",
     "tables": "python -m soften tables {input:q} --spec {params.spec:q} --out {output.md:q}",
     "figures": "python -m soften figures {input:q} --spec {params.spec:q} --out {output:q}",
+    "verdict": "python -m soften verdict {input:q} --spec {params.spec:q} --out {output.md:q}",
 }
 #: Stages that run models, and so take a device and a thread count.
 PLACED = ("train", "evaluate", "evaluate_attack", "calibrate", "sanity", "craft_transfer", "evaluate_transfer")
@@ -116,6 +117,11 @@ def transfer_spec(cfg: dict[str, Any], dataset: str, source: str, attack: str) -
 def table_spec(cfg: dict[str, Any], experiment: str) -> str:
     """``params.spec`` of ``tables`` and ``figures``: what they need to know about the experiment."""
     return json.dumps(sc.table_spec(cfg, experiment), sort_keys=True)
+
+
+def verdict_spec(cfg: dict[str, Any]) -> str:
+    """``params.spec`` of ``verdict``: settings, scale, and each experiment's claims."""
+    return json.dumps(sc.verdict_spec(cfg), sort_keys=True)
 
 
 def source_checkpoint(cfg: dict[str, Any], dataset: str, source: str) -> str:
@@ -215,6 +221,8 @@ def all_jobs(cfg: dict[str, Any]) -> list[Job]:
                         {k: [v] for k, v in L.table_paths(cfg, e).items()}, {"spec": spec}))
         jobs.append(Job("figures", e, {"experiment": e}, {"": L.figure_inputs(cfg, e)},
                         {"": [L.figure_path(cfg, e)]}, {"spec": spec}))
+    jobs.append(Job("verdict", "verdict", {}, {"": L.verdict_inputs(cfg)}, {k: [v] for k, v in L.verdict_paths(cfg).items()},
+                    {"spec": verdict_spec(cfg)}))
     order = {s: i for i, s in enumerate(COMMANDS)}
     return sorted(jobs, key=lambda j: order[j.stage])  # stable: grid order within a stage
 

@@ -174,6 +174,17 @@ def table_paths(cfg: dict[str, Any], experiment: str) -> dict[str, str]:
     return {"md": f"{base}.md", "csv": f"{base}.csv", "tex": f"{base}.tex", "html": f"{base}.html"}
 
 
+def verdict_paths(cfg: dict[str, Any]) -> dict[str, str]:
+    """The results directory's verdict page: ``md``, ``json`` and ``html`` (the .md rendered, for the report) -> path."""
+    base = f"{cfg['results_dir']}/verdict"
+    return {"md": f"{base}.md", "json": f"{base}.json", "html": f"{base}.html"}
+
+
+def verdict_inputs(cfg: dict[str, Any]) -> list[str]:
+    """What the verdict is made from: every experiment's table .csv, in config order."""
+    return [table_paths(cfg, name)["csv"] for name in cfg["experiments"]]
+
+
 def figure_path(cfg: dict[str, Any], experiment: str) -> str:
     """An experiment's figure (PNG)."""
     return f"{cfg['results_dir']}/figures/{experiment}.png"

@@ -122,6 +122,18 @@ def published_cell(table: dict[str, Any], pub_row: dict[str, Any], column: str, 
     return None
 
 
+def printed_cell(table: dict[str, Any], pub_row: dict[str, Any], column: str, part: str) -> str | None:
+    """What the paper prints in this cell where it contradicts itself (the row's ``printed``), else None."""
+    printed = (pub_row.get("printed") or {}).get(column)
+    if printed is None:
+        return None
+    parts = table["parts"]
+    index = parts.index(part) if part in parts else 0 if parts == ["value"] else None
+    if index is None or str(printed[index]).strip() == str(pub_row[column][index]).strip():
+        return None
+    return str(printed[index]).strip()
+
+
 def expected_epochs(table: dict[str, Any], dataset: str) -> int | None:
     """The epochs the paper table trained for on ``dataset`` (None when it does not say)."""
     epochs = table["setting"].get("epochs")

@@ -17,6 +17,7 @@ STAGE`` (and so Snakemake and DVC) calls exactly these.
 | evaluate_transfer   | :func:`evaluate_transfer` | checkpoint, transfer sets  | one JSON per set              |
 | tables              | :func:`tables`         | result JSON / history, spec   | table .md/.csv/.tex/.html     |
 | figures             | :func:`figures`        | history / result JSON, spec   | one PNG                       |
+| verdict             | :func:`verdict`        | every table's .csv, claims    | verdict .md/.json/.html       |
 """
 
 from __future__ import annotations
@@ -228,3 +229,17 @@ def figures(inputs: Sequence[str | Path], spec: dict[str, Any], out: str | Path)
     from soften.plots import experiment_figure
 
     return experiment_figure(inputs, spec, out)
+
+
+def verdict(inputs: Sequence[str | Path], spec: dict[str, Any], out_md: str | Path) -> str:
+    """The results directory's verdict page (.md, and .json beside it) from every table's .csv:
+    each cell against the paper, each claim tested. A failed reproduction is a result: it
+    returns normally."""
+    from soften.table_html import markdown_page
+    from soften.verdict_page import build
+
+    md, record = build(inputs, spec)
+    save_json(record, Path(out_md).with_suffix(".json"))
+    save_text(markdown_page(md, f"Verdict: {spec['results_dir']}"), Path(out_md).with_suffix(".html"))
+    save_text(md, out_md)
+    return md

@@ -10,11 +10,13 @@ When the experiment names a paper table (``published:``), each block gets a
 ``↳ paper`` row (the published value, as printed) and a ``↳ Δ`` row
 (reproduced − published) under every method the paper reports; a cell whose
 setting differs from the paper's (epochs, eps, test images, attack budget,
-smoke scale) gets no Δ but a mark saying why. A summary line counts the
-comparable cells within ±1.0 point (±0.01 for ECE).
+smoke scale) gets no Δ but a mark saying why. Every comparable cell gets a
+verdict mark beside its Δ (soften.verdicts: ✓ reproduced, ✗ differs, ? inconclusive)
+and a summary line counts them.
 
 Outputs: ``<name>.md``, ``<name>.csv`` (one row per cell: reproduced mean,
-std, seeds, published value, Δ, comparable, why not) and ``<name>.tex``.
+std, seeds, published value, Δ, comparable, why not, the verdict with its test,
+95% interval and seeds needed, and the per-seed values) and ``<name>.tex``.
 """
 
 from __future__ import annotations
@@ -30,12 +32,15 @@ import pandas as pd
 from tabulate import tabulate
 
 from soften import published as pubs
+from soften import verdicts
 from soften.io import save_text
 
 ROW_KEYS = ["dataset", "noise", "arch", "method"]
 PART_OF = {"best": "Best", "final": "Final"}
-#: |Δ| within which a comparable cell counts as reproduced, per value kind.
-TOLERANCE = {"percent": 1.0, "ece": 0.01}
+#: The config's ``verdicts`` section when a spec carries none (the schema's defaults):
+#: tolerance δ and prior seed std per value kind (accuracy: points, ece), and α.
+VERDICT_DEFAULTS = {"tolerance": {"accuracy": 1.0, "ece": 0.01}, "prior_std": {"accuracy": None, "ece": None},
+                    "alpha": verdicts.ALPHA}
 
 
 @dataclass
@@ -117,14 +122,16 @@ class Cell:
     std: float | None
     seeds: int
     note: str = ""              # e.g. why a Diff is not printed
+    values: dict[int, float] = field(default_factory=dict)   # seed -> value: what verdicts test
 
 
-def _stats(values: list[float], ddof: int) -> Cell:
-    values = [v for v in values if v is not None and not math.isnan(v)]
-    if not values:
+def _stats(per_seed: dict[int, float], ddof: int) -> Cell:
+    per_seed = {s: v for s, v in per_seed.items() if v is not None and math.isfinite(v)}
+    if not per_seed:
         return Cell(None, None, 0)
-    s = pd.Series(values)
-    return Cell(float(s.mean()), float(s.std(ddof=ddof)) if len(s) > ddof else None, len(s))
+    s = pd.Series(list(per_seed.values()))
+    return Cell(float(s.mean()), float(s.std(ddof=ddof)) if len(s) > ddof else None, len(s),
+                values=dict(sorted(per_seed.items())))
 
 
 def aggregate(ms: list[Measurement], parts: list[str], ddof: int) -> dict[tuple, dict[tuple[str, str], Cell]]:
@@ -140,17 +147,17 @@ def aggregate(ms: list[Measurement], parts: list[str], ddof: int) -> dict[tuple,
             best, final = per_ckpt.get("best", {}), per_ckpt.get("final", {})
             for part in parts:
                 if part == "Best":
-                    cells[(column, part)] = _stats(list(best.values()), ddof)
+                    cells[(column, part)] = _stats(best, ddof)
                 elif part == "Final":
-                    cells[(column, part)] = _stats(list(final.values()), ddof)
+                    cells[(column, part)] = _stats(final, ddof)
                 elif part == "Diff":
                     paired = sorted(set(best) & set(final))
-                    cell = _stats([best[s] - final[s] for s in paired], ddof)
+                    cell = _stats({s: best[s] - final[s] for s in paired}, ddof)
                     if set(best) != set(final):
                         cell = Cell(None, None, 0, f"seeds differ: best {len(best)}, final {len(final)}")
                     cells[(column, part)] = cell
                 elif part == "value":
-                    cells[(column, part)] = _stats(list(final.values()), ddof)
+                    cells[(column, part)] = _stats(final, ddof)
     return out
 
 
@@ -190,6 +197,12 @@ class Comparison:
     published: pubs.Published
     delta: float | None
     why_not: list[str]
+    verdict: verdicts.CellVerdict | None = None   # comparable cells: reproduced / differs / inconclusive
+    printed: str | None = None     # what the paper prints where it contradicts itself (compared: the consistent value)
+
+    def paper_text(self) -> str:
+        """The '↳ paper' cell: the value as printed, marked *sic* where the consistent one is compared."""
+        return f"{self.printed} *sic*" if self.printed is not None else self.published.text
 
 
 def make_table(inputs: Iterable[str | Path], spec: dict[str, Any], out_md: str | Path) -> str:
@@ -216,9 +229,10 @@ def make_table(inputs: Iterable[str | Path], spec: dict[str, Any], out_md: str |
     param_cols = _param_columns(spec)
     rows = _ordered_rows(spec, cells)
     comparisons: dict[tuple, dict[tuple[str, str], Comparison]] = {}
+    settings = verdict_settings(spec, value_kind)
     if table:
         for key in rows:
-            comparisons[key] = _compare(table, key, info[key], cells[key], columns, parts, ms)
+            comparisons[key] = _compare(table, key, info[key], cells[key], columns, parts, ms, settings)
 
     records, blocks = [], []
     block_key = (lambda k: (k[0], k[2])) if spec["kind"] == "noise-gap" else (lambda k: (k[0], k[1], k[2]))
@@ -238,7 +252,7 @@ def make_table(inputs: Iterable[str | Path], spec: dict[str, Any], out_md: str |
             lines.append([key[3], *params, *values, str(seeds)])
             if comp:
                 lines.append(["↳ paper", *[""] * len(param_cols),
-                              *[comp[(c, p)].published.text if (c, p) in comp else "" for c in columns for p in parts], ""])
+                              *[comp[(c, p)].paper_text() if (c, p) in comp else "" for c in columns for p in parts], ""])
                 lines.append(["↳ Δ", *[""] * len(param_cols),
                               *[_delta_text(comp.get((c, p)), digits.get((c, p), (2, 2))[0]) for c in columns for p in parts], ""])
             for c in columns:
@@ -250,15 +264,18 @@ def make_table(inputs: Iterable[str | Path], spec: dict[str, Any], out_md: str |
                         **{pc: _param_value(info[key]["method_params"], pc) for pc in param_cols},
                         "column": c, "part": p, "mean": cell.mean, "std": cell.std, "seeds": cell.seeds,
                         "published": cmp_.published.value if cmp_ else None,
+                        "published_as_printed": cmp_.paper_text() if cmp_ else "",
                         "published_std": cmp_.published.std if cmp_ else None,
                         "delta": cmp_.delta if cmp_ else None,
                         "comparable": (not cmp_.why_not) if cmp_ else None,
                         "why_not_comparable": "; ".join(cmp_.why_not) if cmp_ else "",
+                        **_verdict_columns(cmp_.verdict if cmp_ else None),
+                        "per_seed": json.dumps(cell.values, sort_keys=True),
                     })
         title = f"{bkey[0]} · {bkey[1]}" if spec["kind"] == "noise-gap" else f"{bkey[0]} · noise {bkey[1]} · {bkey[2]}"
         blocks.append((title, header, lines))
 
-    md = _markdown(spec, table, blocks, comparisons, value_kind, ddof)
+    md = _markdown(spec, table, blocks, comparisons, value_kind, ddof, settings)
     save_text(pd.DataFrame(records).to_csv(index=False), out_md.with_suffix(".csv"))
     save_text(_latex(spec, blocks), out_md.with_suffix(".tex"))
     save_text(md, out_md)
@@ -301,8 +318,38 @@ def _ordered_rows(spec: dict[str, Any], cells: dict[tuple, Any]) -> list[tuple]:
     return sorted(cells, key=lambda k: (ds.get(k[0], 99), nz.get(k[1], 99), ar.get(k[2], 99), order.get(k[3], 99), k))
 
 
+def verdict_settings(spec: dict[str, Any], value_kind: str) -> dict[str, Any]:
+    """δ, prior seed std and α for this table's values (``value_kind``: percent or ece)."""
+    section = {**VERDICT_DEFAULTS, **(spec.get("verdicts") or {})}
+    unit = "ece" if value_kind == "ece" else "accuracy"
+    return {"tolerance": float(section["tolerance"][unit]), "prior_std": section["prior_std"].get(unit),
+            "alpha": float(section["alpha"])}
+
+
+def _verdict_columns(v: verdicts.CellVerdict | None) -> dict[str, Any]:
+    return {"verdict": v.verdict if v else "", "test": v.test if v else "", "ci95_low": v.low + v.published if v else None,
+            "ci95_high": v.high + v.published if v else None, "p_equivalence": v.p_equivalence if v else None,
+            "seeds_needed": v.seeds_needed if v else None, "assumed_seed_std": v.assumed_std if v else None}
+
+
+def _cell_verdict(cell: Cell, published: pubs.Published, part: str, table: dict[str, Any],
+                  settings: dict[str, Any]) -> verdicts.CellVerdict | None:
+    """A comparable cell's verdict. A one-seed Diff is the difference of two accuracies of one
+    run: its assumed std is the prior's times √2 (Best and Final taken as independent)."""
+    prior = settings["prior_std"]
+    if prior is not None and part == "Diff":
+        prior = prior * math.sqrt(2)
+    seeds = table["setting"].get("seeds")
+    return verdicts.cell_verdict(list(cell.values.values()), published.value, settings["tolerance"],
+                                 published_std=published.std, published_seeds=seeds,
+                                 published_ddof=int(table.get("std_ddof", 1)), prior_std=prior,
+                                 alpha=settings["alpha"])
+
+
 def _compare(table: dict[str, Any], key: tuple, info: dict[str, Any], cells: dict[tuple[str, str], Cell],
-             columns: list[str], parts: list[str], ms: list[Measurement]) -> dict[tuple[str, str], Comparison]:
+             columns: list[str], parts: list[str], ms: list[Measurement],
+             settings: dict[str, Any] | None = None) -> dict[tuple[str, str], Comparison]:
+    settings = settings or verdict_settings({}, "percent")
     row = {"dataset": key[0], "noise": key[1], "arch": key[2], "method": key[3], "base_method": info["base_method"],
            "method_params": info["method_params"]}
     pub_row = pubs.match_row(table, row)
@@ -327,12 +374,14 @@ def _compare(table: dict[str, Any], key: tuple, info: dict[str, Any], cells: dic
             relevant = [m for m in sample if p in ("Diff", "value") or m.checkpoint == ckpt] or sample
             why = sorted({w for m in relevant for w in pubs.not_comparable(
                 table, dataset=key[0], run_spec=m.run_spec, n=m.n, params=m.params or None, configured=m.measure)})
-            seeds_needed = table["setting"].get("seeds")
+            paper_seeds = table["setting"].get("seeds")
             cell = cells[(c, p)]
-            if seeds_needed and cell.seeds < seeds_needed:
-                why.append(f"{cell.seeds} of {seeds_needed} seeds")
+            # Welch compares any ≥ 2 seeds with the paper's sample; one seed has no spread to compare.
+            if paper_seeds and cell.seeds < min(2, paper_seeds):
+                why.append(f"{cell.seeds} of {paper_seeds} seeds")
             delta = None if why or cell.mean is None else cell.mean - published.value
-            out[(c, p)] = Comparison(published, delta, why)
+            verdict = None if delta is None else _cell_verdict(cell, published, p, table, settings)
+            out[(c, p)] = Comparison(published, delta, why, verdict, pubs.printed_cell(table, pub_row, pub_col, p))
     return out
 
 
@@ -344,10 +393,11 @@ def _delta_text(cmp_: Comparison | None, digits: int) -> str:
     if cmp_.delta is None:
         return "n/a"
     text = _fmt(cmp_.delta, digits)
-    return ("+" + text) if float(text.replace("−", "-")) > 0 else text
+    text = ("+" + text) if float(text.replace("−", "-")) > 0 else text
+    return f"{text} {cmp_.verdict.mark}" if cmp_.verdict else text
 
 
-def _markdown(spec, table, blocks, comparisons, value_kind, ddof) -> str:
+def _markdown(spec, table, blocks, comparisons, value_kind, ddof, settings) -> str:
     parts = [f"## {spec.get('title') or spec['name']}\n"]
     for title, header, lines in blocks:
         parts.append(f"### {title}\n")
@@ -357,10 +407,9 @@ def _markdown(spec, table, blocks, comparisons, value_kind, ddof) -> str:
     notes.append(f"Mean ± {std} over seeds; 'seeds' counts them (a value without ± is one seed).")
     if table:
         all_cmp = [c for row in comparisons.values() for c in row.values()]
-        comparable = [c for c in all_cmp if not c.why_not and c.delta is not None]
-        within = sum(abs(c.delta) <= TOLERANCE[value_kind] + 1e-9 for c in comparable)
         reasons = sorted({w for c in all_cmp for w in c.why_not})
-        notes.append(f"*Published:* {table['paper']}, {table['title']}. '↳ paper' is the value as printed; "
+        notes.append(f"*Published:* {table['paper']}, {table['title']}. '↳ paper' is the value as printed "
+                     f"(*sic*: as printed where the paper contradicts itself; the consistent value is compared); "
                      f"'↳ Δ' is reproduced − published.")
         if table.get("note"):
             notes.append(f"*Paper note:* {' '.join(table['note'].split())}")
@@ -368,17 +417,40 @@ def _markdown(spec, table, blocks, comparisons, value_kind, ddof) -> str:
         for pub in table["rows"]:
             if pub.get("sic") and (pub["dataset"], pub["arch"], pub["method"]) in shown:
                 notes.append(f"*(sic)* {pub['method']}, {pub['dataset']}: {pub['sic']}.")
-        unit = "pt" if value_kind == "percent" else ""
-        notes.append(f"**Summary: {within} of {len(comparable)} comparable cells within ±{TOLERANCE[value_kind]:g}"
-                     f"{' ' + unit if unit else ''} of the paper**; {len(all_cmp) - len(comparable)} of {len(all_cmp)} "
-                     f"published cells not comparable.")
+        notes.append(summary_line(all_cmp, value_kind, settings))
         if reasons:
-            notes.append("† not comparable with the paper (no Δ): " + "; ".join(reasons) + ".")
+            notes.append("† not comparable with the paper (no Δ, no verdict): " + "; ".join(reasons) + ".")
         if not all_cmp:
             notes.append("The paper reports none of these rows in this setting.")
     if spec.get("note"):
         notes.append(" ".join(spec["note"].split()))
     return "\n".join(parts) + "\n" + "\n\n".join(notes) + "\n"
+
+
+def summary_line(all_cmp: list[Comparison], value_kind: str, settings: dict[str, Any]) -> str:
+    """The verdicts of a table's published cells, counted, with the marks' legend."""
+    counts = {k: [c for c in all_cmp if c.verdict and c.verdict.verdict == k] for k in verdicts.MARKS}
+    no_prior = [c for c in all_cmp if not c.why_not and c.delta is not None and c.verdict is None]
+    not_comparable = [c for c in all_cmp if c.why_not or c.delta is None]
+    unit = " pt" if value_kind == "percent" else ""
+    needed = [c.verdict.seeds_needed for c in counts["inconclusive"]]
+    reach = [n for n in needed if n is not None]
+    inconclusive = f"{len(counts['inconclusive'])} inconclusive ?"
+    if reach:
+        inconclusive += f" (decided at {min(reach)}–{max(reach)} seeds at the observed spread" + (
+            f"; {len(needed) - len(reach)} by no number of seeds)" if len(reach) < len(needed) else ")")
+    if no_prior:
+        inconclusive += f", {len(no_prior)} without verdict (one seed, no prior seed std: verdicts.prior_std)"
+    why = sorted({w for c in not_comparable for w in c.why_not})
+    assumed = any(c.verdict and c.verdict.assumed_std is not None for c in all_cmp)
+    return (f"**Verdicts against the paper (tolerance ±{settings['tolerance']:g}{unit}): "
+            f"{len(counts['reproduced'])} reproduced ✓, {len(counts['differs'])} differs ✗, {inconclusive}, "
+            f"{len(not_comparable)} not comparable†"
+            + (f" ({'; '.join(why)})" if why else "") + "** of "
+            f"{len(all_cmp)} published cells. ✓: equivalent within the tolerance (two one-sided tests at "
+            f"{settings['alpha']:g}); ✗: the 95% interval lies outside it; ?: neither"
+            + ("; *: one seed, the seed std assumed (verdicts.prior_std)" if assumed else "")
+            + ". Intervals, tests and seeds needed per cell: the .csv; how: docs/evaluation.md.")
 
 
 NOTES = {
@@ -398,10 +470,11 @@ def _latex(spec: dict[str, Any], blocks) -> str:
     return "\n".join(_latex_table(header, lines, f"{name} — {title}") for title, header, lines in blocks)
 
 
-_NUMBER = re.compile(r"^\s*([-+−]?\d[\d.,]*\s*(±\s*\d[\d.,]*)?|n/a|n/c†?)?\s*$")
+_NUMBER = re.compile(r"^\s*([-+−]?\d[\d.,]*\s*(±\s*\d[\d.,]*)?(\s*[✓✗?]\*?|\s*\*sic\*)?|n/a|n/c†?)?\s*$")
 _TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-                "±": r"$\pm$", "−": r"$-$", "↳": r"$\hookrightarrow$", "Δ": r"$\Delta$", "†": r"\dag{}"}
+                "±": r"$\pm$", "−": r"$-$", "↳": r"$\hookrightarrow$", "Δ": r"$\Delta$", "†": r"\dag{}",
+                "✓": r"$\surd$", "✗": r"$\times$"}
 
 
 def _tex(text: Any) -> str:

@@ -70,3 +70,39 @@ rule figures:
         code=CODE["figures"],
     shell:
         J.shell("figures")
+
+
+# verdict: one page per results directory, every table cell against the paper and
+# every claim of the config tested (soften.verdicts); first in `snakemake --report`
+# (its category sorts before the experiments'). A failed reproduction is a result.
+VERDICT_PATHS = L.verdict_paths(CFG)
+
+
+rule verdict:
+    input:
+        L.verdict_inputs(CFG),
+    output:
+        md=VERDICT_PATHS["md"],
+        json=report(
+            VERDICT_PATHS["json"],
+            caption="../report/verdict-json.rst",
+            category="0 · Verdict",
+            subcategory="verdict",
+            labels={"file": "verdict, JSON"},
+        ),
+        html=report(
+            VERDICT_PATHS["html"],
+            caption="../report/verdict.rst",
+            category="0 · Verdict",
+            subcategory="verdict",
+            labels={"file": "verdict page"},
+        ),
+    log:
+        L.log_path(CFG, "verdict", "verdict"),
+    conda:
+        CONDA_ENV
+    params:
+        spec=J.verdict_spec(CFG),
+        code=CODE["verdict"],
+    shell:
+        J.shell("verdict")
