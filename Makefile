@@ -5,6 +5,7 @@
 # And two for maintainers:
 #   make dvc.yaml   regenerate the DVC pipeline from the default config (a test checks it is current)
 #   make dvc.lock   run that pipeline with DVC (the whole demo, ~1 CPU-hour) and record its hashes
+#                   (dvc.lock is not committed: README, "Sharing one set of results")
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(CURDIR)/$(VENV)/bin
@@ -28,11 +29,16 @@ demo-full: setup
 	PATH="$(BIN):$$PATH" snakemake all --cores $(CORES) --configfile config/config.yaml config/demo-full.yaml
 	@cat results/tables/main.md results/tables/methods.md
 
+# Two pytest workers (pytest-xdist): the end-to-end tests spend much of their time in
+# one-core phases (process start-up, imports, DAG building), so two overlap well even on
+# 2 cores. Tests sharing a built fixture carry one xdist_group, which keeps them on one worker.
+TEST_WORKERS ?= 2
+
 test: setup lint
-	PATH="$(BIN):$$PATH" $(BIN)/python -m pytest
+	PATH="$(BIN):$$PATH" $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 test-fast: setup
-	PATH="$(BIN):$$PATH" $(BIN)/python -m pytest -m "not slow"
+	PATH="$(BIN):$$PATH" $(BIN)/python -m pytest -m "not slow" -n $(TEST_WORKERS) --dist loadgroup
 
 # Seconds: the workflow's lints on the .test/ config, and its formatting.
 lint: setup
