@@ -31,14 +31,16 @@ demo-full: setup
 
 # Two pytest workers (pytest-xdist): the end-to-end tests spend much of their time in
 # one-core phases (process start-up, imports, DAG building), so two overlap well even on
-# 2 cores. Tests sharing a built fixture carry one xdist_group, which keeps them on one worker.
+# 2 cores. --dist loadfile keeps each module on one worker, so its module- and session-scoped
+# fixtures are built once and its tests keep their order (test_methods_train's students after
+# their teachers). Not loadgroup: with pytest 9.2 it no longer groups (pytest-xdist issue 1386).
 TEST_WORKERS ?= 2
 
 test: setup lint
-	PATH="$(BIN):$$PATH" $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
+	PATH="$(BIN):$$PATH" $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: setup
-	PATH="$(BIN):$$PATH" $(BIN)/python -m pytest -m "not slow" -n $(TEST_WORKERS) --dist loadgroup
+	PATH="$(BIN):$$PATH" $(BIN)/python -m pytest -m "not slow" -n $(TEST_WORKERS) --dist loadfile
 
 # Seconds: the workflow's lints on the .test/ config, and its formatting.
 lint: setup

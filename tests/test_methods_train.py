@@ -39,8 +39,9 @@ def world(tmp_path_factory):
     return root, cfg
 
 
-#: Two halves of similar cost that two pytest workers can train side by side; each keeps its
-#: order on one worker (the kd-* students after their teachers standard and pgd-at, in half "a").
+#: Two halves of similar cost, for `--dist loadgroup` where it groups (pytest < 9.2): two workers
+#: then train them side by side, each half in order (the kd-* students after their teachers
+#: standard and pgd-at, in half "a"). make test's --dist loadfile keeps the module on one worker.
 HALF_B = {"pgd-at+sgls", "pgd-at+adr", "trades+adr", "pgd-at+awp", "pgd-at+adr+awp", "pgd-at+wa", "trades+adr+awp+wa"}
 
 
