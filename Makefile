@@ -5,6 +5,7 @@
 # And two for maintainers:
 #   make dvc.yaml   regenerate the DVC pipeline from the default config (a test checks it is current)
 #   make dvc.lock   run that pipeline with DVC (the whole demo, ~1 CPU-hour) and record its hashes
+#                   (dvc.lock is not committed: README, "Sharing one set of results")
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(CURDIR)/$(VENV)/bin
@@ -28,11 +29,18 @@ demo-full: setup
 	PATH="$(BIN):$$PATH" snakemake all --cores $(CORES) --configfile config/config.yaml config/demo-full.yaml
 	@cat results/tables/main.md results/tables/methods.md results/verdict.md
 
+# Two pytest workers (pytest-xdist): the end-to-end tests spend much of their time in
+# one-core phases (process start-up, imports, DAG building), so two overlap well even on
+# 2 cores. --dist loadfile keeps each module on one worker, so its module- and session-scoped
+# fixtures are built once and its tests keep their order (test_methods_train's students after
+# their teachers). Not loadgroup: with pytest 9.2 it no longer groups (pytest-xdist issue 1386).
+TEST_WORKERS ?= 2
+
 test: setup lint
-	PATH="$(BIN):$$PATH" $(BIN)/python -m pytest
+	PATH="$(BIN):$$PATH" $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: setup
-	PATH="$(BIN):$$PATH" $(BIN)/python -m pytest -m "not slow"
+	PATH="$(BIN):$$PATH" $(BIN)/python -m pytest -m "not slow" -n $(TEST_WORKERS) --dist loadfile
 
 # Seconds: the workflow's lints on the .test/ config, and its formatting.
 lint: setup

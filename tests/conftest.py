@@ -1,9 +1,11 @@
-"""Shared fixtures: the digits dataset fetched once, and tiny run specs."""
+"""Shared fixtures: the digits dataset fetched once, tiny run specs, and one finished
+workflow run of every evaluation rule that several end-to-end tests read."""
 
 from __future__ import annotations
 
 import copy
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -36,7 +38,11 @@ def digits_npz(tmp_path_factory) -> Path:
 @pytest.fixture()
 def tiny_spec(digits_npz, tmp_path):
     """A run spec for a fast digits run: a 400-image training subset, 3 epochs."""
+    return tiny_spec_maker(digits_npz, tmp_path)
 
+
+def tiny_spec_maker(digits_npz: Path, folder: Path):
+    """:func:`tiny_spec`'s factory, its data in ``folder`` (for fixtures of a wider scope)."""
     from soften.data import load_dataset_npz
     from soften.io import save_npz
     from soften.stages import noise as make_noise
@@ -46,9 +52,9 @@ def tiny_spec(digits_npz, tmp_path):
     small["x_train"], small["y_train"] = arrays["x_train"][:400], arrays["y_train"][:400]
     small["x_val"], small["y_val"] = arrays["x_val"][:64], arrays["y_val"][:64]
     small["x_test"], small["y_test"] = arrays["x_test"][:64], arrays["y_test"][:64]
-    npz = tmp_path / "digits-small.npz"
+    npz = folder / "digits-small.npz"
     save_npz(npz, **small)
-    noise = tmp_path / "none.npz"
+    noise = folder / "none.npz"
     make_noise(npz, "none", 0, noise)
 
     def make(method="pgd-at", **training):
@@ -83,3 +89,46 @@ def write_config(path: Path, base: dict, **updates) -> Path:
     cfg = merge(copy.deepcopy(base), updates)
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
+
+
+def snakemake_all(workdir: Path, config: Path, env: dict, *extra: str) -> subprocess.CompletedProcess:
+    """``snakemake all`` of this checkout's workflow in ``workdir`` on 2 cores (the target
+    first: --configfile, like --resources, swallows the words after it)."""
+    cmd = [sys.executable, "-m", "snakemake", "all", "-s", str(REPO / "workflow" / "Snakefile"),
+           "--directory", str(workdir), "--cores", "2", *extra, "--configfile", str(config)]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True)
+
+
+#: Digits shrunk to 2 epochs and 2-step PGD: what the end-to-end workflow tests train.
+TINY_DIGITS = {"training": {"epochs": 2, "lr_milestones": [1]}, "threat": {"eps": 0.1, "alpha": 0.05, "steps": 2}}
+
+
+@pytest.fixture(scope="session")
+def every_rule_run(tmp_path_factory, default_config):
+    """The default config's whole evaluation suite (AutoAttack, CW, transfer, calibration,
+    sanity), shrunk to one 2-epoch run and a few test images, run once through the real
+    workflow: (workdir, config file, the finished Snakemake process). Built once per pytest
+    worker: test_workflow.py and test_report.py share it when they run on the same one."""
+    env = dict(os.environ)
+    env["PATH"] = PYTHON_BIN + os.pathsep + env.get("PATH", "")
+    env["PYTHONPATH"] = str(REPO / "src") + os.pathsep + env.get("PYTHONPATH", "")
+    work = tmp_path_factory.mktemp("every-rule")
+    one = {"noise": ["none"], "archs": ["cnn"], "methods": ["pgd-at"], "seeds": [0]}
+    tiny = {
+        "datasets": {"digits": TINY_DIGITS},
+        "evaluation": {"n_examples": 40, "attacks": {"aa": {"n_examples": 10}}},
+        "calibration": {"n_examples": 20, "inputs": {"square": {"settings": {"square.n_queries": 50}}}},
+        "sanity": {"n_examples": 20},
+        "experiments": {"main": {**one, "attacks": ["natural", "pgd20", "cw20"]},
+                        "autoattack": {**one, "checkpoints": ["best"]}, "transfer": one,
+                        "calibration": one, "masking": one},
+    }
+    cfg = write_config(work / "tiny.yaml", default_config, **tiny)
+    return work, cfg, snakemake_all(work, cfg, env)
+
+
+def pytest_collection_modifyitems(items):
+    """The end-to-end (slow) tests first, each module's tests in their order: with two
+    workers (make test: pytest -n 2), the longest tests then start at once instead of
+    leaving one worker alone with them at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

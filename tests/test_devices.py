@@ -62,15 +62,39 @@ def world(tmp_path_factory):
     shutil.rmtree(root, ignore_errors=True)
 
 
+def readable_by_others(world, prefix) -> tuple[str, str]:
+    """(interpreter, source folder) that the users of ``prefix`` can read. The checkout may sit
+    under a private directory (a clone into ``mktemp -d``), so the package is copied into the
+    world-writable ``world``; the job needs only the standard library, so the base interpreter
+    serves (a venv inside the checkout would be unreadable too). Skips if a user still cannot
+    import it (an interpreter installed under a private home)."""
+    src = world / "src"
+    shutil.copytree(REPO / "src" / "soften", src / "soften", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for folder, dirs, files in os.walk(src):
+        os.chmod(folder, 0o755)
+        for name in files:
+            os.chmod(Path(folder) / name, 0o644)
+    python = os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
+    for user in prefix:
+        probe = subprocess.run([*user, python, "-c", "import soften.devices"], cwd=world, capture_output=True,
+                               text=True, env=dict(os.environ, PYTHONPATH=str(src), HOME=str(world)))
+        if probe.returncode != 0:
+            last = (probe.stderr.strip().splitlines() or ["no output"])[-1]
+            pytest.skip(f"{' '.join(user)} cannot run {python} on a readable copy of soften: {last}")
+    return python, str(src)
+
+
 def start_jobs(world, n, count, *, slots=1, calls=3, envs=None, prefix=None):
     release = world / "release"
+    python, src = readable_by_others(world, prefix) if prefix else (sys.executable, str(REPO / "src"))
     procs = []
     for i in range(n):
-        env = dict(os.environ, PYTHONPATH=str(REPO / "src"), SOFTEN_GPU_LOCK_DIR=str(world / "locks"),
+        env = dict(os.environ, PYTHONPATH=src, SOFTEN_GPU_LOCK_DIR=str(world / "locks"),
                    SLOTS=str(slots), HOME=str(world))
         env.update((envs or [{}] * n)[i])
-        cmd = [*(prefix[i] if prefix else []), sys.executable, str(world / "job.py"), str(count), str(calls), str(release)]
-        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        cmd = [*(prefix[i] if prefix else []), python, str(world / "job.py"), str(count), str(calls), str(release)]
+        procs.append(subprocess.Popen(cmd, env=env, cwd=world, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True))
         # One after another, as Snakemake starts jobs; each reports once it holds its claim.
         line = procs[-1].stdout.readline()
         assert line, procs[-1].stderr.read()

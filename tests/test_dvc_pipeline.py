@@ -39,15 +39,15 @@ def test_committed_dvc_yaml_is_generated_from_the_default_config(repo, subproces
         "dvc.yaml is stale: run `make dvc.yaml` (python -m soften dvc_pipeline --configfile config/config.yaml > dvc.yaml)"
 
 
-def test_committed_dvc_lock_has_the_stages_and_commands_of_dvc_yaml(repo):
-    """The lock records a run of exactly this pipeline (its hashes go stale with every
-    code edit until `make dvc.lock` reruns it; the commands must not)."""
-    stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
-    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
-    assert set(lock) == set(stages)
-    for name, stage in stages.items():
-        assert lock[name]["cmd"] == stage["cmd"], name
-        assert sorted(o["path"] for o in lock[name]["outs"]) == sorted(_dvc_outs(stage)), name
+def test_dvc_lock_is_not_committed_on_main(repo):
+    """A lock on main would go stale with every source edit and call every stage changed
+    (README, "Sharing one set of results"): it is ignored, and not tracked."""
+    if shutil.which("git") is None or not (repo / ".git").exists():
+        pytest.skip("not a git checkout")
+    tracked = subprocess.run(["git", "ls-files", "--error-unmatch", "dvc.lock"], cwd=repo, capture_output=True, text=True)
+    assert tracked.returncode != 0, "dvc.lock is tracked: git rm --cached dvc.lock"
+    ignored = subprocess.run(["git", "check-ignore", "-q", "--no-index", "dvc.lock"], cwd=repo)
+    assert ignored.returncode == 0, "dvc.lock is not in .gitignore"
 
 
 @pytest.fixture(scope="module")

@@ -4,21 +4,17 @@ own category, with its caption; the table is also there rendered as HTML."""
 import importlib.util
 import json
 import re
-import subprocess
-import sys
 import zipfile
 
 import pytest
 
-from conftest import write_config
+from conftest import REPO, snakemake_all
 
 pytestmark = pytest.mark.slow
 
 
-def _snakemake(repo, workdir, config, env, *extra):
-    cmd = [sys.executable, "-m", "snakemake", "all", "-s", str(repo / "workflow" / "Snakefile"),
-           "--directory", str(workdir), "--cores", "2", *extra, "--configfile", str(config)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+def _snakemake(workdir, config, env, *extra):
+    proc = snakemake_all(workdir, config, env, *extra)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
 
@@ -30,27 +26,21 @@ def _js_object(page: str, name: str) -> dict:
     return json.loads(match.group(1))
 
 
-def test_report_holds_every_table_and_figure(repo, default_config, tmp_path, subprocess_env):
-    one = {"noise": ["none"], "archs": ["cnn"], "methods": ["pgd-at"], "seeds": [0]}
-    tiny = {
-        "datasets": {"digits": {"training": {"epochs": 1, "lr_milestones": [1]},
-                                "threat": {"eps": 0.1, "alpha": 0.05, "steps": 1}}},
-        "evaluation": {"n_examples": 30},
-        "sanity": {"n_examples": 10},
-        "experiments": {"main": {**one, "attacks": ["natural", "pgd20"]}, "masking": one,
-                        "autoattack": None, "transfer": None, "calibration": None},
-    }
-    cfg = write_config(tmp_path / "tiny.yaml", default_config, **tiny)
-    _snakemake(repo, tmp_path, cfg, subprocess_env)
-    _snakemake(repo, tmp_path, cfg, subprocess_env, "--report", str(tmp_path / "report.zip"))
+@pytest.mark.xdist_group("every_rule_run")
+def test_report_holds_every_table_and_figure(every_rule_run, default_config, tmp_path, subprocess_env):
+    # The run of every evaluation rule (conftest.every_rule_run), shared with test_workflow.py.
+    work, cfg, first = every_rule_run
+    assert first.returncode == 0, first.stderr[-3000:]
+    _snakemake(work, cfg, subprocess_env, "--report", str(tmp_path / "report.zip"))
 
-    results = tmp_path / "results"
+    results = work / "results"
+    experiments = ("main", "autoattack", "transfer", "calibration", "masking")
     with zipfile.ZipFile(tmp_path / "report.zip") as zf:
         names = zf.namelist()
         page = zf.read("report/report.html").decode()
         stored = {n.rsplit("/", 1)[-1]: zf.read(n) for n in names if n.startswith("report/data/raw/")}
 
-    for exp in ("main", "masking"):
+    for exp in experiments:
         # The very bytes the pipeline wrote, figure and tables alike.
         assert stored[f"{exp}.png"] == (results / "figures" / f"{exp}.png").read_bytes()
         for ext in ("html", "csv", "tex"):
@@ -63,9 +53,9 @@ def test_report_holds_every_table_and_figure(repo, default_config, tmp_path, sub
     assert "<td>pgd-at</td>" in table
 
     categories = _js_object(page, "categories")
-    # Both demo titles start "Digits demo:", so each experiment is its own category by name.
-    # ... and the verdict page comes first (its category sorts before every experiment's).
-    assert set(categories) == {"0 · Verdict", "main", "masking"} and sorted(categories)[0] == "0 · Verdict"
+    # Every demo title starts "Digits demo:", so each experiment is its own category by name,
+    # and the verdict page comes first (its category sorts before every experiment's).
+    assert set(categories) == {"0 · Verdict", *experiments} and sorted(categories)[0] == "0 · Verdict"
     assert sorted(categories["0 · Verdict"]["verdict"]) == ["results/verdict.html", "results/verdict.json"]
     assert categories["main"]["figure"] == ["results/figures/main.png"]
     assert sorted(categories["main"]["table"]) == [f"results/tables/main.{e}" for e in ("csv", "html", "tex")]
@@ -77,7 +67,7 @@ def test_report_holds_every_table_and_figure(repo, default_config, tmp_path, sub
     assert entries["results/figures/main.png"]["labels"] == {"experiment": "main", "kind": "accuracy", "file": "figure"}
 
     # tracking says how a run reports, not what it computes: switching it on re-runs nothing.
-    proc = _snakemake(repo, tmp_path, cfg, subprocess_env, "-n", "--config", "tracking=tensorboard")
+    proc = _snakemake(work, cfg, subprocess_env, "-n", "--config", "tracking=tensorboard")
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
     # Under a cluster executor tables and figures run on the submitting host (localrules):
@@ -85,7 +75,7 @@ def test_report_holds_every_table_and_figure(repo, default_config, tmp_path, sub
     if importlib.util.find_spec("snakemake_executor_plugin_slurm"):  # in the dev extra
         for f in (results / "tables" / "main.md", results / "figures" / "main.png"):
             f.unlink()
-        proc = _snakemake(repo, tmp_path, cfg, subprocess_env, "--profile", str(repo / "workflow" / "profiles" / "slurm"))
+        proc = _snakemake(work, cfg, subprocess_env, "--profile", str(REPO / "workflow" / "profiles" / "slurm"))
         log = proc.stdout + proc.stderr
         assert "localrule tables:" in log and "localrule figures:" in log
         assert (results / "figures" / "main.png").exists()

@@ -16,6 +16,8 @@ from soften.models.checkpoint import load_model
 from soften.robustbench import card, eps_text
 from soften.training.loop import train
 
+from conftest import tiny_spec_maker
+
 #: The fields of RobustBench's model_info JSON files (e.g. model_info/cifar10/Linf/Chen2024Data_WRN_34_10.json).
 ROBUSTBENCH_FIELDS = ["link", "name", "authors", "additional_data", "number_forward_passes", "dataset", "venue",
                       "architecture", "eps", "clean_acc", "reported", "autoattack_acc", "footnote", "unreliable"]
@@ -38,9 +40,11 @@ with torch.no_grad():
 """
 
 
-@pytest.fixture()
-def evaluated_run(tiny_spec, tmp_path):
-    spec = tiny_spec("pgd-at")
+@pytest.fixture(scope="module")
+def evaluated_run(digits_npz, tmp_path_factory):
+    """Trained and evaluated once for the module's tests (they carry one xdist_group)."""
+    tmp_path = tmp_path_factory.mktemp("robustbench")
+    spec = tiny_spec_maker(digits_npz, tmp_path)("pgd-at")
     run = tmp_path / "run"
     train(spec, run)
     eval_spec = {"batch_size": 64, "n_examples": None, "device": "cpu", "threads": 1}
@@ -56,6 +60,7 @@ def evaluated_run(tiny_spec, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("robustbench_run")
 def test_export_round_trip_without_soften(evaluated_run, tmp_path, subprocess_env):
     run, spec, natural, aa = evaluated_run
     out = tmp_path / "export"
@@ -95,14 +100,19 @@ def test_export_round_trip_without_soften(evaluated_run, tmp_path, subprocess_en
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("robustbench_run")
 def test_stale_evaluation_is_refused(evaluated_run, tmp_path, subprocess_env):
     run, *_ = evaluated_run
     path = run / "eval" / "best-natural.json"
-    rec = json.loads(path.read_text())
+    original = path.read_text()
+    rec = json.loads(original)
     rec["checkpoint_epoch"] += 1  # as if best.pt had been replaced by a later training
     path.write_text(json.dumps(rec))
-    proc = subprocess.run([sys.executable, "-m", "soften", "export_robustbench", str(run), "--out", str(tmp_path / "x")],
-                          env=subprocess_env, capture_output=True, text=True)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "soften", "export_robustbench", str(run), "--out",
+                               str(tmp_path / "x")], env=subprocess_env, capture_output=True, text=True)
+    finally:
+        path.write_text(original)  # the run is shared by the module's tests
     assert proc.returncode == 2
     assert "re-run the evaluation before exporting" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "x").exists()

@@ -1,10 +1,12 @@
 import csv
+import re
 import math
 import json
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -148,3 +150,33 @@ def test_standard_training_needs_no_attack(tiny_spec, tmp_path):
     history = train(tiny_spec("standard", epochs=3, lr_milestones=[5]), tmp_path / "run", progress=False)
     assert history[1]["train_loss"] < history[0]["train_loss"]
     assert history[2]["val_clean_acc"] > 0.3  # chance is 0.1
+
+
+def test_the_train_stage_writes_final_pt_once_and_no_timings(tiny_spec, tmp_path, monkeypatch, caplog):
+    """Outputs are a function of inputs, params and code (a rerun writes the same bytes), and
+    each is written once: the per-epoch wall clock goes to the log, not into history.csv or
+    final.pt, so nothing has to load and re-save them."""
+    import logging
+
+    from soften import io as soften_io
+    from soften import stages
+    from soften.training import loop
+
+    saved = []
+    real_save_torch = soften_io.save_torch
+
+    def counting_save_torch(obj, path):
+        saved.append(Path(path).name)
+        return real_save_torch(obj, path)
+
+    monkeypatch.setattr(loop, "save_torch", counting_save_torch)
+    monkeypatch.setattr(soften_io, "save_torch", counting_save_torch)
+    run = tmp_path / "run"
+    with caplog.at_level(logging.INFO, logger="soften.train"):
+        stages.train(tiny_spec(), run, keep_resume_state=True)
+    assert saved.count("final.pt") == 1
+    header = (run / "history.csv").read_text().splitlines()[0].split(",")
+    assert header[0] == "epoch" and "seconds" not in header and len(header) == 11
+    assert "seconds" not in load_torch(run / "final.pt")["metrics"]
+    # the times are in the log, one per epoch: "epoch 2: loss ... (0.4s)"
+    assert sum(bool(re.search(r"^epoch \d+: .*\(\d+\.\ds\)$", r.getMessage())) for r in caplog.records) == 3

@@ -2,24 +2,12 @@
 
 import csv
 import json
-import subprocess
-import sys
 
 import pytest
 
-from conftest import write_config
+from conftest import TINY_DIGITS, snakemake_all, write_config
 
 pytestmark = pytest.mark.slow
-
-
-def snakemake(repo, workdir, config, env, *extra):
-    # The target goes first: --configfile (like --resources) swallows the words after it.
-    cmd = [sys.executable, "-m", "snakemake", "all", "-s", str(repo / "workflow" / "Snakefile"),
-           "--directory", str(workdir), "--cores", "2", *extra, "--configfile", str(config)]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True)
-
-
-TINY_DIGITS = {"training": {"epochs": 2, "lr_milestones": [1]}, "threat": {"eps": 0.1, "alpha": 0.05, "steps": 2}}
 
 
 def test_pipeline_end_to_end_then_nothing_to_do(repo, default_config, tmp_path, subprocess_env):
@@ -28,7 +16,7 @@ def test_pipeline_end_to_end_then_nothing_to_do(repo, default_config, tmp_path, 
     tiny = {"datasets": {"digits": TINY_DIGITS}, "evaluation": {"n_examples": 100},
             "experiments": {"main": grid, "autoattack": None, "transfer": None, "calibration": None, "masking": None}}
     cfg = write_config(tmp_path / "tiny.yaml", default_config, **tiny)
-    first = snakemake(repo, tmp_path, cfg, subprocess_env)
+    first = snakemake_all(tmp_path, cfg, subprocess_env)
     assert first.returncode == 0, first.stderr[-3000:]
 
     table = (tmp_path / "results" / "tables" / "main.md").read_text()
@@ -49,26 +37,17 @@ def test_pipeline_end_to_end_then_nothing_to_do(repo, default_config, tmp_path, 
     figure = tmp_path / "results" / "figures" / "main.png"
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-    second = snakemake(repo, tmp_path, cfg, subprocess_env)
+    second = snakemake_all(tmp_path, cfg, subprocess_env)
     assert second.returncode == 0
     assert "Nothing to be done" in second.stdout + second.stderr
 
 
-def test_every_evaluation_rule_runs_on_a_tiny_grid(repo, default_config, tmp_path, subprocess_env):
+@pytest.mark.xdist_group("every_rule_run")
+def test_every_evaluation_rule_runs_on_a_tiny_grid(every_rule_run):
     """The default config's whole evaluation suite (AutoAttack, CW, transfer,
-    calibration, sanity), shrunk to one 2-epoch run and a few test images."""
-    one = {"noise": ["none"], "archs": ["cnn"], "methods": ["pgd-at"], "seeds": [0]}
-    tiny = {
-        "datasets": {"digits": TINY_DIGITS},
-        "evaluation": {"n_examples": 40, "attacks": {"aa": {"n_examples": 10}}},
-        "calibration": {"n_examples": 20, "inputs": {"square": {"settings": {"square.n_queries": 50}}}},
-        "sanity": {"n_examples": 20},
-        "experiments": {"main": {**one, "attacks": ["natural", "pgd20", "cw20"]},
-                        "autoattack": {**one, "checkpoints": ["best"]}, "transfer": one,
-                        "calibration": one, "masking": one},
-    }
-    cfg = write_config(tmp_path / "tiny.yaml", default_config, **tiny)
-    proc = snakemake(repo, tmp_path, cfg, subprocess_env)
+    calibration, sanity), shrunk to one 2-epoch run and a few test images
+    (conftest.every_rule_run; test_report.py reads the same run)."""
+    tmp_path, _, proc = every_rule_run
     assert proc.returncode == 0, proc.stderr[-3000:]
     tables = tmp_path / "results" / "tables"
     header = next(l for l in (tables / "main.md").read_text().splitlines() if l.startswith("|"))

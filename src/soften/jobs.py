@@ -130,6 +130,84 @@ def source_checkpoint(cfg: dict[str, Any], dataset: str, source: str) -> str:
     return L.checkpoint_path(cfg, run, ckpt)
 
 
+class Index:
+    """The params and input lists above, for one config, each computed once per question.
+
+    Snakemake asks a rule's input functions and params once per job. Answered by the
+    functions above, an ``evaluate`` job's spec scans every run of the grid
+    (:func:`soften.layout.batched_attacks`) and a ``train`` job resolves its run twice
+    (spec and teachers): planning would grow with the square of the grid. An Index
+    answers grid-wide questions once and each per-dataset or per-run one once, so each
+    job costs the same however many runs the config has. Its answers are those of the
+    functions of the same names (``tests/test_planning.py`` checks it); the config must
+    not change after the Index is made.
+    """
+
+    def __init__(self, cfg: dict[str, Any]):
+        self.cfg = cfg
+        self.batched = L.batched_attacks(cfg)
+        self._answers: dict[tuple, Any] = {}
+
+    def _once(self, key: tuple, compute) -> Any:
+        if key not in self._answers:
+            self._answers[key] = compute()
+        return self._answers[key]
+
+    def _resolved(self, run: L.Run) -> dict[str, Any]:
+        return self._once(("run", run), lambda: sc.resolve_run(self.cfg, run.dataset, run.noise, run.arch, run.method,
+                                                                int(run.seed)))
+
+    def run_spec(self, run: L.Run) -> str:
+        """:func:`run_spec`."""
+        return spec_json(self._resolved(run))
+
+    def teacher_checkpoints(self, run: L.Run) -> list[str]:
+        """:func:`teacher_checkpoints`."""
+        return [t["checkpoint"] for t in self._resolved(run).get("teachers", [])]
+
+    def fetch_entry(self, dataset: str) -> str:
+        """:func:`fetch_entry`."""
+        return self._once(("fetch", dataset), lambda: fetch_entry(self.cfg, dataset))
+
+    def eval_specs(self, dataset: str) -> str:
+        """:func:`eval_specs`."""
+        return self._once(("evaluate", dataset),
+                          lambda: spec_json([sc.resolve_eval(self.cfg, dataset, a) for a in self.batched]))
+
+    def attack_spec(self, dataset: str, attack: str) -> str:
+        """:func:`attack_spec`."""
+        return self._once(("evaluate_attack", dataset, attack), lambda: attack_spec(self.cfg, dataset, attack))
+
+    def calibration_spec(self, dataset: str) -> str:
+        """:func:`calibration_spec`."""
+        return self._once(("calibrate", dataset), lambda: calibration_spec(self.cfg, dataset))
+
+    def sanity_spec(self, dataset: str) -> str:
+        """:func:`sanity_spec`."""
+        return self._once(("sanity", dataset), lambda: sanity_spec(self.cfg, dataset))
+
+    def transfer_spec(self, dataset: str, source: str, attack: str) -> str:
+        """:func:`transfer_spec`."""
+        return self._once(("craft_transfer", dataset, source, attack),
+                          lambda: transfer_spec(self.cfg, dataset, source, attack))
+
+    def source_checkpoint(self, dataset: str, source: str) -> str:
+        """:func:`source_checkpoint`."""
+        return self._once(("source", dataset, source), lambda: source_checkpoint(self.cfg, dataset, source))
+
+    def table_spec(self, experiment: str) -> str:
+        """:func:`table_spec`."""
+        return self._once(("tables", experiment), lambda: table_spec(self.cfg, experiment))
+
+    def experiment_inputs(self, experiment: str) -> list[str]:
+        """:func:`soften.layout.experiment_inputs`."""
+        return self._once(("inputs", experiment), lambda: L.experiment_inputs(self.cfg, experiment))
+
+    def figure_inputs(self, experiment: str) -> list[str]:
+        """:func:`soften.layout.figure_inputs`."""
+        return self._once(("figure", experiment), lambda: L.figure_inputs(self.cfg, experiment))
+
+
 # ------------------------------------------------------------------ every job, concretely
 
 @dataclass
@@ -168,7 +246,8 @@ def _run_job(stage: str, run: L.Run, inputs: dict[str, list[str]], outputs: list
 def all_jobs(cfg: dict[str, Any]) -> list[Job]:
     """Every job ``snakemake all`` runs for this config, stage by stage in pipeline order."""
     runs = sc.required_runs(cfg)
-    batched, own = L.batched_attacks(cfg), L.own_job_evaluations(cfg)
+    ix = Index(cfg)
+    batched, own = ix.batched, L.own_job_evaluations(cfg)
     eval_ckpts = L.kind_checkpoints(cfg, "accuracy")
     cal_ckpts, san_ckpts = L.kind_checkpoints(cfg, "calibration"), L.kind_checkpoints(cfg, "sanity")
     pairs, tr_ckpts = L.transfer_pairs(cfg), L.kind_checkpoints(cfg, "transfer")
@@ -176,7 +255,7 @@ def all_jobs(cfg: dict[str, Any]) -> list[Job]:
     for d in dict.fromkeys(r.dataset for r in runs):
         jobs.append(Job("fetch", d, {"dataset": d}, {},
                         {"npz": [L.dataset_path(cfg, d)], "meta": [L.dataset_meta_path(cfg, d)]},
-                        {"entry": fetch_entry(cfg, d)}))
+                        {"entry": ix.fetch_entry(d)}))
     for d, n in dict.fromkeys((r.dataset, r.noise) for r in runs):
         jobs.append(Job("noise", f"{d}/{n}", {"dataset": d, "noise": n}, {"npz": [L.dataset_path(cfg, d)]},
                         {"npz": [L.noise_path(cfg, d, n)], "meta": [L.noise_meta_path(cfg, d, n)]},
@@ -184,42 +263,43 @@ def all_jobs(cfg: dict[str, Any]) -> list[Job]:
     for r in runs:
         jobs.append(Job("train", r.label, r.wildcards(),
                         {"npz": [L.dataset_path(cfg, r.dataset)], "noise": [L.noise_path(cfg, r.dataset, r.noise)],
-                         "teachers": teacher_checkpoints(cfg, r)},
+                         "teachers": ix.teacher_checkpoints(r)},
                         {"best": [L.checkpoint_path(cfg, r, "best")], "final": [L.checkpoint_path(cfg, r, "final")],
                          "history": [L.history_path(cfg, r)]},
-                        {"spec": run_spec(cfg, r), "out": L.run_dir(cfg, r)}))
+                        {"spec": ix.run_spec(r), "out": L.run_dir(cfg, r)}))
     npz = lambda r: [L.dataset_path(cfg, r.dataset)]  # noqa: E731
     ckpts = lambda r, cs: [L.checkpoint_path(cfg, r, c) for c in cs]  # noqa: E731
     if batched:
         for r in L.kind_runs(cfg, "accuracy"):
             jobs.append(_run_job("evaluate", r, {"ckpts": ckpts(r, eval_ckpts), "npz": npz(r)},
                                  [L.eval_path(cfg, r, c, a) for c in eval_ckpts for a in batched],
-                                 {"spec": eval_specs(cfg, r.dataset)}))
+                                 {"spec": ix.eval_specs(r.dataset)}))
     for r, c, a in own:
         job = _run_job("evaluate_attack", r, {"ckpt": ckpts(r, [c]), "npz": npz(r)}, [L.eval_path(cfg, r, c, a)],
-                       {"spec": attack_spec(cfg, r.dataset, a)})
+                       {"spec": ix.attack_spec(r.dataset, a)})
         job.name, job.wildcards = f"{r.label}/{c}/{a}", {**r.wildcards(), "ckpt": c, "attack": a}
         jobs.append(job)
     for r in L.kind_runs(cfg, "calibration") if cal_ckpts else []:
         jobs.append(_run_job("calibrate", r, {"ckpts": ckpts(r, cal_ckpts), "npz": npz(r)},
-                             [L.calibration_path(cfg, r, c) for c in cal_ckpts], {"spec": calibration_spec(cfg, r.dataset)}))
+                             [L.calibration_path(cfg, r, c) for c in cal_ckpts],
+                             {"spec": ix.calibration_spec(r.dataset)}))
     for r in L.kind_runs(cfg, "sanity") if san_ckpts else []:
         jobs.append(_run_job("sanity", r, {"ckpts": ckpts(r, san_ckpts), "npz": npz(r)},
-                             [L.sanity_path(cfg, r, c) for c in san_ckpts], {"spec": sanity_spec(cfg, r.dataset)}))
+                             [L.sanity_path(cfg, r, c) for c in san_ckpts], {"spec": ix.sanity_spec(r.dataset)}))
     for d, s, a in L.transfer_sets(cfg):
         jobs.append(Job("craft_transfer", f"{d}/{s}/{a}", {"dataset": d, "source": s, "attack": a},
-                        {"ckpt": [source_checkpoint(cfg, d, s)], "npz": [L.dataset_path(cfg, d)]},
-                        {"": [L.transfer_set_path(cfg, d, s, a)]}, {"spec": transfer_spec(cfg, d, s, a)}))
+                        {"ckpt": [ix.source_checkpoint(d, s)], "npz": [L.dataset_path(cfg, d)]},
+                        {"": [L.transfer_set_path(cfg, d, s, a)]}, {"spec": ix.transfer_spec(d, s, a)}))
     for r in L.kind_runs(cfg, "transfer") if pairs else []:
         jobs.append(_run_job("evaluate_transfer", r,
                              {"ckpts": ckpts(r, tr_ckpts),
                               "crafted": [L.transfer_set_path(cfg, r.dataset, s, a) for s, a in pairs]},
                              [L.transfer_eval_path(cfg, r, c, s, a) for c in tr_ckpts for s, a in pairs]))
     for e in cfg["experiments"]:
-        spec = table_spec(cfg, e)
-        jobs.append(Job("tables", e, {"experiment": e}, {"": L.experiment_inputs(cfg, e)},
+        spec = ix.table_spec(e)
+        jobs.append(Job("tables", e, {"experiment": e}, {"": ix.experiment_inputs(e)},
                         {k: [v] for k, v in L.table_paths(cfg, e).items()}, {"spec": spec}))
-        jobs.append(Job("figures", e, {"experiment": e}, {"": L.figure_inputs(cfg, e)},
+        jobs.append(Job("figures", e, {"experiment": e}, {"": ix.figure_inputs(e)},
                         {"": [L.figure_path(cfg, e)]}, {"spec": spec}))
     jobs.append(Job("verdict", "verdict", {}, {"": L.verdict_inputs(cfg)}, {k: [v] for k, v in L.verdict_paths(cfg).items()},
                     {"spec": verdict_spec(cfg)}))

@@ -22,20 +22,19 @@ STAGE`` (and so Snakemake and DVC) calls exactly these.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from soften.io import load_torch, save_json, save_npz, save_text, save_torch, sidecar_path
+from soften.io import save_json, save_npz, save_text, sidecar_path
 
 log = logging.getLogger("soften.stages")
 
-#: Wall-clock fields the library's records carry. A stage's declared outputs leave
-#: them out and its log gets them: an output is then a function of the job's inputs,
+#: Wall-clock fields the library's evaluation records carry. A stage's declared outputs
+#: leave them out and its log gets them (training and transfer sets never write them:
+#: soften.training.loop, soften.evaluation.transfer): an output is then a function of the job's inputs,
 #: params and code, so a rerun reproduces its bytes, and ``dvc status`` after a
 #: Snakemake run (or ``snakemake -n`` after ``dvc repro``) finds nothing changed.
 TIMING_KEYS = frozenset({"seconds", "total_seconds"})
@@ -71,32 +70,6 @@ def _save_result(record: dict[str, Any], out: str | Path) -> dict[str, Any]:
     save_json(kept, out)
     _log_timings(out, removed)
     return record
-
-
-def _untime_history(path: Path) -> None:
-    """history.csv without its ``seconds`` column (the per-epoch times go to the log)."""
-    with path.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        columns, rows = reader.fieldnames or [], list(reader)
-    if "seconds" not in columns:
-        return
-    _log_timings(path, {f"epoch {r['epoch']}": float(r["seconds"]) for r in rows})
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=[c for c in columns if c != "seconds"], lineterminator="\n",
-                            extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    save_text(buf.getvalue(), path)
-
-
-def _untime_torch(path: Path, key: str) -> None:
-    """A saved dict's ``key`` entry (a checkpoint's metrics, a transfer set's meta) without timings."""
-    obj = load_torch(path)
-    kept, removed = _untimed(obj.get(key) or {}, key)
-    if removed:
-        obj[key] = kept
-        save_torch(obj, path)
-        _log_timings(path, removed)
 
 
 def fetch(entry: dict[str, Any], out: str | Path, download_dir: str | Path | None = None) -> dict[str, Any]:
@@ -146,9 +119,6 @@ def train(spec: dict[str, Any], out_dir: str | Path, *, stop_after_epoch: int | 
     history = train_run(spec, out_dir, stop_after_epoch=stop_after_epoch)
     out = Path(out_dir)
     finished = (out / "final.pt").exists() and len(history) >= spec["training"]["epochs"]
-    if finished:
-        _untime_history(out / "history.csv")
-        _untime_torch(out / "final.pt", "metrics")
     if keep_resume_state is None:
         keep_resume_state = os.environ.get("SOFTEN_KEEP_CHECKPOINTS", "1") != "0"
     if finished and not keep_resume_state:
@@ -201,9 +171,7 @@ def craft_transfer(checkpoint: str | Path, dataset_npz: str | Path, spec: dict[s
     ``x_adv`` in [0, 1], labels, meta without timings); returns the meta."""
     from soften.evaluation import craft_transfer as craft
 
-    meta = craft(checkpoint, dataset_npz, spec, out)
-    _untime_torch(Path(out), "meta")
-    return meta
+    return craft(checkpoint, dataset_npz, spec, out)
 
 
 def evaluate_transfer(checkpoints: Sequence[str | Path], crafted: Sequence[str | Path], outs: Sequence[str | Path],

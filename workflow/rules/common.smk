@@ -75,6 +75,10 @@ def wc_run(wc):
 #: It is a param, so editing a stage's code reruns that stage's jobs and nothing else.
 CODE = {stage: code_hash(stage) for stage in J.COMMANDS}
 
+#: Each job's params and input lists, computed once per config (soften.jobs.Index): asked
+#: per job from the config alone, a grid-wide answer would make planning quadratic in the runs.
+IX = J.Index(CFG)
+
 
 def experiment_outputs(name):
     return [*L.table_paths(CFG, name).values(), L.figure_path(CFG, name)]

@@ -10,7 +10,7 @@ rule fetch:
     conda:
         CONDA_ENV
     params:
-        entry=lambda wc: J.fetch_entry(CFG, wc.dataset),
+        entry=lambda wc: IX.fetch_entry(wc.dataset),
         code=CODE["fetch"],
     shell:
         J.shell("fetch")

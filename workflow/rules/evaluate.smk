@@ -3,7 +3,7 @@
 # Square, or one only some experiments use), one job per (run, checkpoint, attack),
 # exactly where an experiment asks. calibrate, sanity: one job per run of the
 # calibration / sanity experiments. Every attack runs in eval mode and fp32.
-BATCHED = L.batched_attacks(CFG)
+BATCHED = IX.batched
 OWN_JOB = L.own_job_attacks(CFG)
 EVAL_CKPTS = L.kind_checkpoints(CFG, "accuracy")
 CALIBRATION_CKPTS = L.kind_checkpoints(CFG, "calibration")
@@ -26,7 +26,7 @@ if BATCHED:
         resources:
             gpu=GPU_JOBS,
         params:
-            spec=lambda wc: J.eval_specs(CFG, wc.dataset),
+            spec=lambda wc: IX.eval_specs(wc.dataset),
             code=CODE["evaluate"],
         shell:
             J.shell("evaluate")
@@ -50,7 +50,7 @@ if OWN_JOB:
         resources:
             gpu=GPU_JOBS,
         params:
-            spec=lambda wc: J.attack_spec(CFG, wc.dataset, wc.attack),
+            spec=lambda wc: IX.attack_spec(wc.dataset, wc.attack),
             code=CODE["evaluate_attack"],
         shell:
             J.shell("evaluate_attack")
@@ -73,7 +73,7 @@ if CALIBRATION_CKPTS:
         resources:
             gpu=GPU_JOBS,
         params:
-            spec=lambda wc: J.calibration_spec(CFG, wc.dataset),
+            spec=lambda wc: IX.calibration_spec(wc.dataset),
             code=CODE["calibrate"],
         shell:
             J.shell("calibrate")
@@ -96,7 +96,7 @@ if SANITY_CKPTS:
         resources:
             gpu=GPU_JOBS,
         params:
-            spec=lambda wc: J.sanity_spec(CFG, wc.dataset),
+            spec=lambda wc: IX.sanity_spec(wc.dataset),
             code=CODE["sanity"],
         shell:
             J.shell("sanity")

@@ -15,7 +15,7 @@ TABLE_PATHS = L.table_paths(CFG, "{experiment}")
 
 rule tables:
     input:
-        lambda wc: L.experiment_inputs(CFG, wc.experiment),
+        lambda wc: IX.experiment_inputs(wc.experiment),
     output:
         md=TABLE_PATHS["md"],
         html=report(
@@ -44,7 +44,7 @@ rule tables:
     conda:
         CONDA_ENV
     params:
-        spec=lambda wc: J.table_spec(CFG, wc.experiment),
+        spec=lambda wc: IX.table_spec(wc.experiment),
         code=CODE["tables"],
     shell:
         J.shell("tables")
@@ -52,7 +52,7 @@ rule tables:
 
 rule figures:
     input:
-        lambda wc: L.figure_inputs(CFG, wc.experiment),
+        lambda wc: IX.figure_inputs(wc.experiment),
     output:
         report(
             L.figure_path(CFG, "{experiment}"),
@@ -66,7 +66,7 @@ rule figures:
     conda:
         CONDA_ENV
     params:
-        spec=lambda wc: J.table_spec(CFG, wc.experiment),
+        spec=lambda wc: IX.table_spec(wc.experiment),
         code=CODE["figures"],
     shell:
         J.shell("figures")

@@ -8,7 +8,7 @@ rule train:
     input:
         npz=rules.fetch.output.npz,
         noise=rules.noise.output.npz,
-        teachers=lambda wc: J.teacher_checkpoints(CFG, wc_run(wc)),
+        teachers=lambda wc: IX.teacher_checkpoints(wc_run(wc)),
     output:
         best=checkpoint_output(L.checkpoint_path(CFG, W, "best")),
         final=checkpoint_output(L.checkpoint_path(CFG, W, "final")),
@@ -21,7 +21,7 @@ rule train:
     resources:
         gpu=GPU_JOBS,
     params:
-        spec=lambda wc: J.run_spec(CFG, wc_run(wc)),
+        spec=lambda wc: IX.run_spec(wc_run(wc)),
         out=L.run_dir(CFG, W),
         code=CODE["train"],
     shell:

@@ -8,7 +8,7 @@ TRANSFER_CKPTS = L.kind_checkpoints(CFG, "transfer")
 
 rule craft_transfer:
     input:
-        ckpt=lambda wc: J.source_checkpoint(CFG, wc.dataset, wc.source),
+        ckpt=lambda wc: IX.source_checkpoint(wc.dataset, wc.source),
         npz=rules.fetch.output.npz,
     output:
         L.transfer_set_path(CFG, "{dataset}", "{source}", "{attack}"),
@@ -20,7 +20,7 @@ rule craft_transfer:
     resources:
         gpu=GPU_JOBS,
     params:
-        spec=lambda wc: J.transfer_spec(CFG, wc.dataset, wc.source, wc.attack),
+        spec=lambda wc: IX.transfer_spec(wc.dataset, wc.source, wc.attack),
         code=CODE["craft_transfer"],
     shell:
         J.shell("craft_transfer")

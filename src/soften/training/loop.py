@@ -79,9 +79,12 @@ from soften.training.tracking import open_tracker
 
 log = logging.getLogger("soften.train")
 
+#: history.csv's columns. A row's ``seconds`` (wall clock) goes to the log, not to the
+#: file: a declared output must be a function of the job's inputs, params and code, so
+#: a rerun (Snakemake or DVC) writes the same bytes.
 HISTORY_COLUMNS = [
     "epoch", "lr", "train_loss", "train_batch_acc", "train_clean_acc", "train_robust_acc",
-    "val_clean_acc", "val_robust_acc", "test_clean_acc", "test_robust_acc", "grad_norm", "seconds",
+    "val_clean_acc", "val_robust_acc", "test_clean_acc", "test_robust_acc", "grad_norm",
 ]
 
 
@@ -132,7 +135,7 @@ def monitor_curves(epoch: int, tr: dict[str, Any], measure) -> tuple[float, floa
 
 def history_csv(history: list[dict[str, Any]]) -> str:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=HISTORY_COLUMNS, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
     writer.writerows(history)
     return buf.getvalue()
@@ -550,8 +553,8 @@ def finish(run: Run) -> None:
     """final.pt (the evaluated model after the last epoch) and train_summary.json."""
     epochs, history = run.training["epochs"], run.history
     run.saver.wait()
-    _save_checked(run, {"final.pt": _model_file(run, run.eval_model().state_dict(), epochs, history[-1] if history else {})},
-                  epochs)
+    metrics = {k: v for k, v in (history[-1] if history else {}).items() if k != "seconds"}  # untimed, as history.csv
+    _save_checked(run, {"final.pt": _model_file(run, run.eval_model().state_dict(), epochs, metrics)}, epochs)
     save_json({"best_epoch": run.best["epoch"], "best_val_score": run.best["val_robust_acc"],
                "final": history[-1] if history else {}}, run.out / "train_summary.json")
 
