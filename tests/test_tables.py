@@ -176,16 +176,33 @@ def test_population_std_where_the_paper_uses_it(tmp_path):
     assert "population std (ddof=0)" in md
 
 
-def test_noise_gap_from_histories(tmp_path):
+def noise_gap_histories(tmp_path, precision=None):
     runs, files = [], []
     for noise, train, test in (("none", 1.0, 0.9), ("symmetric-0.6", 0.95, 0.30)):
         path = tmp_path / noise / "history.csv"
         path.parent.mkdir()
         pd.DataFrame({"epoch": [1, 2], "train_clean_acc": [0.5, train], "test_clean_acc": [0.4, test],
                       "train_robust_acc": [float("nan")] * 2, "test_robust_acc": [float("nan")] * 2}).to_csv(path, index=False)
+        if precision:   # what training writes beside its history
+            (path.parent / "train_summary.json").write_text(json.dumps({"precision": precision}))
         files.append(path)
         runs.append({"dataset": "cifar10", "noise": noise, "arch": "resnet18", "method": "standard", "seed": 0,
-                     "spec": {**FULL_RUN, "base_method": "standard", "method_params": {}}})
+                     "spec": {**FULL_RUN, "training": {"epochs": 200, "amp": "auto"}, "base_method": "standard",
+                              "method_params": {}}})
+    return runs, files
+
+
+def test_noise_gap_of_a_bf16_run_is_not_compared(tmp_path):
+    runs, files = noise_gap_histories(tmp_path, "bf16")
+    md = make_table(files, spec(kind="noise-gap", methods=["standard"], noise=["none", "symmetric-0.6"],
+                                datasets=["cifar10"], archs=["resnet18"], runs=runs, published="sglr-tabB2"),
+                    tmp_path / "t.md")
+    assert rows(md, "↳ paper")[0][1:3] == ["26.8", "62.1"] and rows(md, "↳ Δ")[0][1:3] == ["n/c†", "n/c†"]
+    assert "trained in bf16, paper fp32" in md
+
+
+def test_noise_gap_from_histories(tmp_path):
+    runs, files = noise_gap_histories(tmp_path, "fp32")   # amp: auto, recorded as fp32 by training
     md = make_table(files, spec(kind="noise-gap", methods=["standard"], noise=["none", "symmetric-0.6"],
                                 datasets=["cifar10"], archs=["resnet18"], runs=runs, published="sglr-tabB2"),
                     tmp_path / "t.md")
