@@ -14,9 +14,12 @@ left out when there are more) and natural and PGD-20 accuracy of Best (the epoch
 highest validation PGD-10 accuracy) and Final on the 2,000 test images, evaluated by
 soften's evaluate stage (eval mode, fp32, TF32 off).
 
-``--quick`` is a smoke run of the same code on CPU (about 1.5 CPU-minutes of one
-thread): 128 training images, one epoch, PGD-2 training and PGD-3 evaluation on 32
-test images. Its figures estimate nothing. ``--out DIR`` writes ``bf16_study.json`` (every figure, the device,
+``--quick`` is a smoke run of the same code: 128 training images, one epoch, PGD-2
+training and PGD-3 evaluation on 32 test images. Its figures estimate nothing. Its
+fp32 leg takes about a CPU-minute of one thread; the bf16 leg takes far longer on a
+CPU without native bf16 instructions (on the 2-core Xeon of docs/performance.md it
+had not finished after 5 CPU-minutes). Each finished run is written at once
+(``"complete": false`` until both precisions of every seed are done). ``--out DIR`` writes ``bf16_study.json`` (every figure, the device,
 torch/CUDA versions, whether TF32 was allowed in the fp32 run's convolutions) and
 ``bf16_study.md``. The question stays open (docs/performance.md) until a GPU runs the
 full study; a difference in Best/Final PGD-20 of the size of the seed-to-seed spread
@@ -196,11 +199,16 @@ def main(argv: list[str] | None = None) -> int:
                              "epoch_s_timed": seconds[1:] if len(seconds) > 1 else seconds,
                              "best_epoch": result["best_epoch"], "train_loss_last": history[-1]["train_loss"],
                              **result})
+                if args.out:   # a killed study keeps the runs it finished
+                    args.out.mkdir(parents=True, exist_ok=True)
+                    (args.out / "bf16_study.json").write_text(json.dumps(
+                        {"complete": False, "quick": args.quick, "machine": machine(torch.device(device)),
+                         "settings": sizes, "runs": runs}, indent=1, default=float) + "\n")
                 pgd = f"pgd{sizes['eval_steps']}"
                 print(f"seed {seed} amp {amp}: {statistics.mean(seconds):.2f} s/epoch, best epoch {result['best_epoch']}, "
                       f"Best {pgd} {result['best_' + pgd]:.4f}, Final {result['final_' + pgd]:.4f}", flush=True)
     result = {
-        "study": "bf16 vs fp32 PGD-AT ResNet-18", "quick": args.quick, "seeds": args.seeds,
+        "study": "bf16 vs fp32 PGD-AT ResNet-18", "complete": True, "quick": args.quick, "seeds": args.seeds,
         "machine": machine(torch.device(device)), "tf32_in_fp32_training": bool(tf32),
         "data": {"path": str(args.data)},
         "settings": {**sizes, "n_train": sizes["train"] or 10_000 - sizes["val"], "n_test": runs[0]["n_test"],
