@@ -44,14 +44,18 @@ def tiny(tmp_path):
     return load_config([path]), bench
 
 
-# By hand: 49,000 training images (50,000 less val_size); PGD-AT epoch 100 s x 49/50 = 98 s,
-# SGLR x 1.05 = 102.9 s; monitoring (1,000 val + 100 test + 100 train images) x PGD-10's
-# 22 units x 1/3000 s = 8.8 s per epoch; 2 epochs each.
-PGD_AT_S = 2 * (98 + 8.8)
-SGLR_S = 2 * (102.9 + 8.8)
-# Evaluation per run (best only, 1,000 images): natural 1,000 x 1 unit x 100 / (50,000 x 23) s;
+# By hand: 49,000 training images (50,000 less val_size); PGD-AT fp32 epoch 250 s x 49/50 = 245 s,
+# SGLR x 1.05 = 257.25 s; monitoring (1,000 val + 100 test + 100 train images) x PGD-10's
+# 22 units x 1/3000 s = 8.8 s per epoch (fp32 either way); 2 epochs each.
+PGD_AT_S = 2 * (245 + 8.8)
+SGLR_S = 2 * (257.25 + 8.8)
+# With bf16 training: the bench's bf16 ("auto" on CUDA) epoch is 100 s, 0.4x fp32's 250 s:
+# PGD-AT 100 x 49/50 = 98 s, SGLR 102.9 s.
+PGD_AT_BF16_S = 2 * (98 + 8.8)
+SGLR_BF16_S = 2 * (102.9 + 8.8)
+# Evaluation per run (best only, 1,000 images): natural 1,000 x 1 unit x 250 / (50,000 x 23) s;
 # AutoAttack 60 min x 1,000 / 10,000.
-NATURAL_S = 1000 * 100 / (50_000 * 23)
+NATURAL_S = 1000 * 250 / (50_000 * 23)
 AA_S = 60 * 60 * 1000 / 10_000
 
 
@@ -61,8 +65,11 @@ def test_plan_counts_and_costs_as_by_hand(tiny):
     (row,) = est["experiments"]
     assert (row.runs, row.new_runs) == (2, 2)
     assert row.train_hours == pytest.approx((PGD_AT_S + SGLR_S) / 3600)
+    assert row.train_hours_bf16 == pytest.approx((PGD_AT_BF16_S + SGLR_BF16_S) / 3600)
     assert row.eval_hours == pytest.approx(2 * (NATURAL_S + AA_S) / 3600)
     assert est["total"].hours == pytest.approx(row.hours)
+    assert est["total"].hours_bf16 == pytest.approx(row.train_hours_bf16 + row.eval_hours)
+    assert "bf16 steps measured 0.40x fp32" in render(est)
 
 
 def test_plan_skips_what_exists(tiny):
@@ -74,6 +81,7 @@ def test_plan_skips_what_exists(tiny):
     (row,) = plan(cfg, load_figures(bench))["experiments"]
     assert (row.runs, row.new_runs) == (2, 1)
     assert row.train_hours == pytest.approx(SGLR_S / 3600)
+    assert row.train_hours_bf16 == pytest.approx(SGLR_BF16_S / 3600)
     assert row.eval_hours == pytest.approx((2 * NATURAL_S + AA_S) / 3600)
     assert row.new == ["cifar10/none/resnet18/pgd-at+sglr/seed0"]
 
@@ -90,6 +98,7 @@ def test_without_a_benchmark_the_reference_is_used_and_labelled(tmp_path):
     assert "ADR Tab. 6" in figures.label and "assumption" in figures.label
     assert figures.arch_epoch_s("resnet18") == 81.0
     assert figures.arch_epoch_s("wrn34-10") == pytest.approx(7 * 81.0)
+    assert figures.bf16_ratio == 0.6 and "assumed" in figures.bf16_label   # stated, not measured
 
 
 @pytest.mark.parametrize("configfile, experiments", [
@@ -110,7 +119,10 @@ def test_paper_configs_get_per_experiment_estimates(repo, configfile, experiment
         # Tab. B.4's WRN-34-10 runs cost 7x ResNet-18's: more than Tab. 3's eight ResNet-18 runs.
         assert rows["tabB4"].train_hours > rows["tab3"].train_hours
     table = render(est)
-    assert "| experiment | runs | new runs | GPU-hours left (train + eval) |" in table
+    assert ("| experiment | runs | new runs | GPU-hours left, fp32 (train + eval) | with bf16 training (train + eval) |"
+            in table)
+    for row in est["experiments"]:   # bf16 shortens the training steps only (0.6x assumed), never evaluation
+        assert row.train_hours_bf16 < row.train_hours and row.hours_bf16 == pytest.approx(row.train_hours_bf16 + row.eval_hours)
     assert est["total"].runs == len(required_runs(cfg)) >= max(r.runs for r in est["experiments"])
     assert est["total"].hours <= sum(r.hours for r in est["experiments"])  # shared runs counted once
 

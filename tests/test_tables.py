@@ -115,6 +115,35 @@ def test_subset_and_smoke_cells_are_marked_never_compared(tmp_path):
     assert not cells["comparable"].any() and cells["delta"].isna().all()
 
 
+@pytest.mark.parametrize("trained, reason", [
+    ({"precision": "bf16"}, "trained in bf16, paper fp32"),                       # recorded by training (amp: auto on a GPU)
+    ({"training": {"epochs": 200, "amp": "fp16"}}, "trained in fp16, paper fp32"),  # fixed by the config
+    ({"training": {"epochs": 200, "amp": "auto"}}, "training precision not recorded (amp: auto)"),
+])
+def test_a_reduced_precision_run_is_marked_never_compared(tmp_path, trained, reason):
+    """The papers' code trains in fp32: a cell of a bf16/fp16 run, otherwise comparable
+    in every respect (full scale, 200 epochs, 10,000 images), gets no Δ and the reason."""
+    run_spec = {**FULL_RUN, "base_method": "pgd-at+sglr", "method_params": {"sglr": {"r": 0.2, "temperature": 1.5}},
+                **trained}
+    files = sglr_records(tmp_path, 10000, run_spec)
+    md = make_table(files, spec(methods=["pgd-at+sglr"], attacks=["natural", "pgd20"], published="sglr-tab2"),
+                    tmp_path / "t.md")
+    assert rows(md, "↳ paper")[0][1:7] == ["82.9", "83.0", "-0.1", "56.4", "55.9", "0.5"]
+    assert set(rows(md, "↳ Δ")[0][1:7]) == {"n/c†"}
+    assert "6 of 6 published cells not comparable" in md and reason in md
+    cells = pd.read_csv(tmp_path / "t.csv")
+    assert not cells["comparable"].any() and cells["delta"].isna().all()
+    assert set(cells["why_not_comparable"].dropna()) == {reason}
+
+
+def test_an_fp32_run_recorded_as_such_stays_comparable(tmp_path):
+    run_spec = {**FULL_RUN, "training": {"epochs": 200, "amp": "auto"}, "precision": "fp32",
+                "base_method": "pgd-at+sglr", "method_params": {"sglr": {"r": 0.2, "temperature": 1.5}}}
+    md = make_table(sglr_records(tmp_path, 10000, run_spec),
+                    spec(methods=["pgd-at+sglr"], attacks=["natural", "pgd20"], published="sglr-tab2"), tmp_path / "t.md")
+    assert "Summary: 6 of 6 comparable cells" in md
+
+
 def test_an_ablation_cell_is_matched_by_its_hyperparameters(tmp_path):
     files = []
     for name, r, t in (("sglr-r0.4-T2", 0.4, 2.0), ("sglr-r0.6-T1", 0.6, 1.0)):
@@ -148,16 +177,33 @@ def test_population_std_where_the_paper_uses_it(tmp_path):
     assert "population std (ddof=0)" in md
 
 
-def test_noise_gap_from_histories(tmp_path):
+def noise_gap_histories(tmp_path, precision=None):
     runs, files = [], []
     for noise, train, test in (("none", 1.0, 0.9), ("symmetric-0.6", 0.95, 0.30)):
         path = tmp_path / noise / "history.csv"
         path.parent.mkdir()
         pd.DataFrame({"epoch": [1, 2], "train_clean_acc": [0.5, train], "test_clean_acc": [0.4, test],
                       "train_robust_acc": [float("nan")] * 2, "test_robust_acc": [float("nan")] * 2}).to_csv(path, index=False)
+        if precision:   # what training writes beside its history
+            (path.parent / "train_summary.json").write_text(json.dumps({"precision": precision}))
         files.append(path)
         runs.append({"dataset": "cifar10", "noise": noise, "arch": "resnet18", "method": "standard", "seed": 0,
-                     "spec": {**FULL_RUN, "base_method": "standard", "method_params": {}}})
+                     "spec": {**FULL_RUN, "training": {"epochs": 200, "amp": "auto"}, "base_method": "standard",
+                              "method_params": {}}})
+    return runs, files
+
+
+def test_noise_gap_of_a_bf16_run_is_not_compared(tmp_path):
+    runs, files = noise_gap_histories(tmp_path, "bf16")
+    md = make_table(files, spec(kind="noise-gap", methods=["standard"], noise=["none", "symmetric-0.6"],
+                                datasets=["cifar10"], archs=["resnet18"], runs=runs, published="sglr-tabB2"),
+                    tmp_path / "t.md")
+    assert rows(md, "↳ paper")[0][1:3] == ["26.8", "62.1"] and rows(md, "↳ Δ")[0][1:3] == ["n/c†", "n/c†"]
+    assert "trained in bf16, paper fp32" in md
+
+
+def test_noise_gap_from_histories(tmp_path):
+    runs, files = noise_gap_histories(tmp_path, "fp32")   # amp: auto, recorded as fp32 by training
     md = make_table(files, spec(kind="noise-gap", methods=["standard"], noise=["none", "symmetric-0.6"],
                                 datasets=["cifar10"], archs=["resnet18"], runs=runs, published="sglr-tabB2"),
                     tmp_path / "t.md")

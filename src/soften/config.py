@@ -187,8 +187,18 @@ def _with_defaults(validator_class):
     return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
 
 
+def _amp_off(cfg: dict[str, Any]) -> None:
+    """YAML reads an unquoted ``amp: off`` as the boolean false: it means ``"off"``."""
+    sections = [cfg.get("training")] + [d.get("training") for d in (cfg.get("datasets") or {}).values()
+                                        if isinstance(d, dict)]
+    for tr in sections:
+        if isinstance(tr, dict) and tr.get("amp") is False:
+            tr["amp"] = "off"
+
+
 def validate_config(cfg: dict[str, Any]) -> dict[str, Any]:
     """Validate (filling schema defaults in place) and cross-check references."""
+    _amp_off(cfg)
     validator = _with_defaults(jsonschema.Draft202012Validator)(schema())
     errors = sorted(validator.iter_errors(cfg), key=lambda e: list(e.absolute_path))
     if errors:

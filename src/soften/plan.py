@@ -26,6 +26,11 @@ The cost model (docs/performance.md shows it worked through):
   training), and the evaluation stages, in the same units, AutoAttack from the
   benchmark's measured minutes (or :data:`AA_UNITS`).
 
+Every cost is given twice: training in fp32 (the papers' numerics and the paper
+files' ``amp: off``) and in bf16 (``amp: bf16``): the training steps scaled by the
+benchmark's measured bf16/fp32 step-time ratio, else by :data:`BF16_ASSUMED_RATIO`
+(an assumption, labelled so); monitoring and evaluation run in fp32 either way.
+
 All figures are estimates for planning; a run's real cost depends on the GPU's
 load, data loading and the number of jobs sharing it.
 """
@@ -47,12 +52,18 @@ UNITS_PGD_STEP = 23  # forward-pass units per image of one PGD-10 training step 
 #: ("training cost", RTX A6000): PGD-AT ResNet-18 CIFAR-10 81 s/epoch, +ADR 83 s,
 #: +AWP 92 s. An assumption about another machine, printed as such.
 REFERENCE: dict[str, Any] = {
-    "label": "reference: RTX A6000, ADR Tab. 6 (PGD-AT ResNet-18 CIFAR-10 81 s/epoch) - an assumption, not measured here",
+    "label": "reference: RTX A6000, ADR Tab. 6 (PGD-AT ResNet-18 CIFAR-10 81 s/epoch, the ADR code: fp32) - "
+             "an assumption, not measured here",
     "s_per_epoch": {"resnet18": 81.0},
     "method_ratio": {"pgd-at+adr": 83.0 / 81.0, "pgd-at+awp": 92.0 / 81.0},
     "monitor_s_per_epoch": None,        # from the unit model
     "aa_minutes_10k": None,             # from the unit model
 }
+#: bf16 autocast's training-step time relative to fp32 when no benchmark of the GPU measured
+#: it: an assumption (tensor-core GPUs run bf16 convolutions at several times the fp32/TF32
+#: rate, but a ResNet-18 step on 32x32 images at batch 128 is partly bound by memory and
+#: launch overheads), to be replaced by the benchmark's ratio.
+BF16_ASSUMED_RATIO = 0.6
 #: Forward FLOPs relative to ResNet-18 on 32x32 inputs (0.56 GFLOPs): ResNet-34 1.16,
 #: ResNet-50 1.30, WRN-34-10 6.3 (~7x in wall time on GPUs, the figure used here), small CNNs ~0.
 ARCH_FACTORS = {"resnet18": 1.0, "preactresnet18": 1.0, "resnet34": 2.07, "resnet50": 2.32, "wrn34-10": 7.0,
@@ -88,6 +99,8 @@ class Figures:
     aa_minutes_10k: float | None = None           # ResNet-18, typical robust model
     source: str | None = None
     monitor_arch: str = "resnet18"
+    bf16_ratio: float = BF16_ASSUMED_RATIO        # bf16 / fp32 training-step time
+    bf16_label: str = f"bf16 steps assumed {BF16_ASSUMED_RATIO}x fp32 (not measured)"
 
     def arch_epoch_s(self, arch: str) -> float:
         if arch in self.s_per_epoch:
@@ -111,20 +124,27 @@ def _from_bench(path: Path) -> Figures:
 def _figures(data: dict[str, Any], path: Path) -> Figures:
     rows = data["pgd_at"]
     gpu = data["machine"]["device"].startswith("cuda")
-    preferred = "auto" if gpu else "off"
-    s = {}
-    for r in rows:
-        if r["amp"] == preferred or r["arch"] not in s:
-            s[r["arch"]] = r["s_per_epoch"]
+    fp32 = {r["arch"]: r["s_per_epoch"] for r in rows if r["amp"] == "off"}
+    # On CUDA the bench's "auto" rows ran the device's default autocast (bf16).
+    bf16 = {r["arch"]: r["s_per_epoch"] for r in rows if r["amp"] in (("auto", "bf16") if gpu else ("bf16",))}
+    s = {**{r["arch"]: r["s_per_epoch"] for r in rows}, **fp32}
+    pairs = [bf16[a] / fp32[a] for a in fp32 if a in bf16]
+    ratio, ratio_label = BF16_ASSUMED_RATIO, f"bf16 steps assumed {BF16_ASSUMED_RATIO}x fp32 (not measured)"
+    if pairs:
+        ratio = pairs[0]
+        ratio_label = f"bf16 steps measured {ratio:.2f}x fp32"
     if "wrn" in data:
-        s["wrn34-10"] = data["wrn"]["s_per_epoch"]
+        wrn = data["wrn"]
+        # The bench times WRN-34-10 under the device's default: bf16 on CUDA unless it says otherwise.
+        wrn_bf16 = gpu and wrn.get("amp", "auto") in ("auto", "bf16")
+        s["wrn34-10"] = wrn["s_per_epoch"] / ratio if wrn_bf16 else wrn["s_per_epoch"]
     ratios = {m: r["ratio"] for m, r in data.get("overheads", {}).get("methods", {}).items()}
     mon = data.get("monitoring")
     aa = data.get("autoattack")
     return Figures(label=f"measured: {data['machine']['device_name']} ({path})", s_per_epoch=s, method_ratio=ratios,
                    monitor_s_per_epoch=mon["s_per_epoch"] if mon else None,
                    aa_minutes_10k=aa["minutes_10k_typical"] if aa else None, source=str(path),
-                   monitor_arch=mon["arch"] if mon else "resnet18")
+                   monitor_arch=mon["arch"] if mon else "resnet18", bf16_ratio=ratio, bf16_label=ratio_label)
 
 
 def reference() -> Figures:
@@ -191,14 +211,17 @@ def _monitor_unit_s(arch: str, figures: Figures) -> float:
     return measured * figures.arch_epoch_s(arch) / figures.arch_epoch_s(figures.monitor_arch)
 
 
-def train_hours(cfg: dict[str, Any], run: layout.Run, figures: Figures) -> float:
-    """Training plus per-epoch monitoring of one run, in hours."""
+def train_hours(cfg: dict[str, Any], run: layout.Run, figures: Figures, precision: str = "fp32") -> float:
+    """Training plus per-epoch monitoring of one run, in hours, with its training steps
+    in ``precision`` (fp32 or bf16; monitoring is fp32 either way)."""
     from soften.config import resolve_run
 
     spec = resolve_run(cfg, run.dataset, run.noise, run.arch, run.method, run.seed)
     tr = spec["training"]
     images, pixels = _images(cfg, run.dataset)
     step = figures.arch_epoch_s(run.arch) / CIFAR_TRAIN * images * pixels * method_factor(spec["base_method"], figures)
+    if precision == "bf16":
+        step *= figures.bf16_ratio
     val = int(cfg["datasets"][run.dataset].get("val_size", 0))
     if parse_objective(spec["base_method"]) == "standard":  # clean accuracy only, whole test set and as many train images
         monitored, units = val + 2 * 10_000, 1
@@ -276,10 +299,15 @@ class ExperimentCost:
     train_hours: float
     eval_hours: float
     new: list[str] = field(default_factory=list)
+    train_hours_bf16: float = 0.0   # the same runs trained with bf16 autocast
 
     @property
     def hours(self) -> float:
         return self.train_hours + self.eval_hours
+
+    @property
+    def hours_bf16(self) -> float:
+        return self.train_hours_bf16 + self.eval_hours
 
 
 def experiment_training_runs(cfg: dict[str, Any], name: str) -> list[layout.Run]:
@@ -304,12 +332,12 @@ def plan(cfg: dict[str, Any], figures: Figures) -> dict[str, Any]:
     """Per experiment and in all: runs, runs still to train, GPU-hours left (training + evaluation)."""
     from soften.config import required_runs
 
-    hours_of: dict[layout.Run, float] = {}
+    hours_of: dict[tuple[layout.Run, str], float] = {}
 
-    def hours(run):
-        if run not in hours_of:
-            hours_of[run] = train_hours(cfg, run, figures)
-        return hours_of[run]
+    def hours(run, precision="fp32"):
+        if (run, precision) not in hours_of:
+            hours_of[run, precision] = train_hours(cfg, run, figures, precision)
+        return hours_of[run, precision]
 
     rows, all_evals = [], {}
     for name in cfg["experiments"]:
@@ -318,22 +346,25 @@ def plan(cfg: dict[str, Any], figures: Figures) -> dict[str, Any]:
         evals = [(path, h) for _, path, h in evaluation_jobs(cfg, name, figures) if not _exists(path)]
         all_evals.update(evals)
         rows.append(ExperimentCost(name, len(runs), len(new), sum(hours(r) for r in new), sum(h for _, h in evals),
-                                   [r.label for r in new]))
+                                   [r.label for r in new], sum(hours(r, "bf16") for r in new)))
     every = required_runs(cfg)
     new = [r for r in every if not _exists(layout.checkpoint_path(cfg, r, "final"))]
     total = ExperimentCost("all (shared runs once)", len(every), len(new), sum(hours(r) for r in new),
-                           sum(all_evals.values()), [r.label for r in new])
+                           sum(all_evals.values()), [r.label for r in new], sum(hours(r, "bf16") for r in new))
     return {"figures": figures, "experiments": rows, "total": total, "scale": cfg["scale"]}
 
 
 def render(estimate: dict[str, Any], wide: bool = False) -> str:
-    """A Markdown table: experiment, runs, new runs, GPU-hours (training + evaluation)."""
+    """A Markdown table: experiment, runs, new runs, GPU-hours (training + evaluation) with
+    fp32 training and with bf16 training."""
     figs: Figures = estimate["figures"]
-    lines = [f"Costed with {figs.label}.", "",
-             "| experiment | runs | new runs | GPU-hours left (train + eval) |", "|---|---:|---:|---:|"]
+    lines = [f"Costed with {figs.label}; {figs.bf16_label}. Evaluation is fp32 in both columns.", "",
+             "| experiment | runs | new runs | GPU-hours left, fp32 (train + eval) | with bf16 training (train + eval) |",
+             "|---|---:|---:|---:|---:|"]
     for row in [*estimate["experiments"], estimate["total"]]:
         name = f"**{row.name}**" if row is estimate["total"] else row.name
-        lines.append(f"| {name} | {row.runs} | {row.new_runs} | {_h(row.hours)} ({_h(row.train_hours)} + {_h(row.eval_hours)}) |")
+        lines.append(f"| {name} | {row.runs} | {row.new_runs} | {_h(row.hours)} ({_h(row.train_hours)} + "
+                     f"{_h(row.eval_hours)}) | {_h(row.hours_bf16)} ({_h(row.train_hours_bf16)} + {_h(row.eval_hours)}) |")
     if estimate["scale"] == "smoke":
         lines += ["", "Smoke scale: the costs of the smoke runs (a handful of images each), not of the paper-scale runs."]
     if wide and estimate["total"].new:

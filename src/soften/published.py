@@ -5,8 +5,9 @@ header documents the format). A reproduced table cell is paired with a published
 one when the row (dataset, architecture, noise, method and the hyperparameters the
 row varies) and the column (what was measured: attack kind and steps, AutoAttack
 version, transfer source, calibration input or noise setting) match. It is then
-*comparable* only if the whole setting matches too: the run's epochs and eps, the
-number of test images, and the attack's budget. Otherwise the table prints the
+*comparable* only if the whole setting matches too: the run's epochs and eps, its
+training precision (the papers train in fp32; a bf16 or fp16 run is not comparable),
+the number of test images, and the attack's budget. Otherwise the table prints the
 paper's value with the reasons it is not comparable, and no difference.
 """
 
@@ -140,11 +141,26 @@ def expected_epochs(table: dict[str, Any], dataset: str) -> int | None:
     return epochs.get(dataset) if isinstance(epochs, dict) else epochs
 
 
+#: The precision every paper table was trained in: the official code of SGLR (devicerxx/SGLS),
+#: ADR (yuyuwu5/ADR) and the baselines they run (Rice et al., TRADES, AWP) uses no autocast.
+PAPER_PRECISION = "fp32"
+
+
+def trained_precision(run_spec: dict[str, Any]) -> str | None:
+    """The precision a run trained in: as recorded by training (``precision``, ``amp: auto``
+    resolved by device), else as its ``training.amp`` fixes it; None when neither says."""
+    if run_spec.get("precision"):
+        return str(run_spec["precision"])
+    amp = run_spec.get("training", {}).get("amp")
+    return {"off": "fp32", False: "fp32", "bf16": "bf16", "fp16": "fp16"}.get(amp)
+
+
 def not_comparable(table: dict[str, Any], *, dataset: str, run_spec: dict[str, Any] | None, n: int | None,
                    params: dict[str, Any] | None = None, configured: dict[str, Any] | None = None) -> list[str]:
     """Why a reproduced cell is not comparable with the paper's (empty: it is).
 
-    ``run_spec``: the run's resolved spec (epochs, threat, scale); ``n``: test
+    ``run_spec``: the run's resolved spec (epochs, threat, scale, the recorded
+    ``precision``); ``n``: test
     images the cell was measured on; ``params``: the attack as it ran;
     ``configured``: the attack as the config names it (the smoke scale cuts steps)."""
     why = []
@@ -161,6 +177,11 @@ def not_comparable(table: dict[str, Any], *, dataset: str, run_spec: dict[str, A
             why.append(f"training eps {run_spec['threat']['eps']:.4g}, paper {eps:.4g}")
         if run_spec.get("data_subset"):
             why.append("training subset")
+        trained = trained_precision(run_spec)
+        if trained is None and run_spec.get("training", {}).get("amp") == "auto":
+            why.append("training precision not recorded (amp: auto)")
+        elif trained is not None and trained != PAPER_PRECISION:
+            why.append(f"trained in {trained}, paper {PAPER_PRECISION}")
     if n is not None and setting.get("n_test") and n < setting["n_test"]:
         why.append(f"{n} of {setting['n_test']} test images")
     if params:

@@ -65,6 +65,16 @@ def _load_json(path: Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
 
 
+def _recorded_precision(history: str | Path) -> dict[str, Any]:
+    """The precision training recorded beside a history.csv (its train_summary.json), if any:
+    with ``amp: auto`` the config alone does not say whether the run trained in bf16."""
+    try:
+        precision = _load_json(Path(history).with_name("train_summary.json")).get("precision")
+    except (OSError, ValueError):
+        return {}
+    return {"precision": precision} if precision else {}
+
+
 def measurements(inputs: Iterable[str | Path], spec: dict[str, Any]) -> list[Measurement]:
     """The numbers an experiment's table is made of, from its input files."""
     kind = spec["kind"]
@@ -77,7 +87,8 @@ def measurements(inputs: Iterable[str | Path], spec: dict[str, Any]) -> list[Mea
             gap = 100 * (last[f"train_{split}_acc"] - last[f"test_{split}_acc"])
             # The noise setting is the column here, not part of the row.
             out.append(Measurement(run["dataset"], "", run["arch"], run["method"], int(run["seed"]), "final",
-                                   run["noise"], float(gap), None, {"noise": run["noise"]}, run["spec"]))
+                                   run["noise"], float(gap), None, {"noise": run["noise"]},
+                                   {**run["spec"], **_recorded_precision(path)}))
         return out
     configured = spec.get("attack_configs") or {}
     for path in inputs:

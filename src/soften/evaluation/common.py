@@ -19,9 +19,14 @@ from soften.models.checkpoint import load_model
 
 
 def setup_device(spec: dict[str, Any]) -> torch.device:
+    """The evaluation job's device. Convolutions and matrix products run in true fp32:
+    on Ampere and newer GPUs PyTorch's default runs cuDNN convolutions in TF32 (a
+    10-bit mantissa), which an "fp32" evaluation must not silently do."""
     device = torch.device(resolve_device(spec.get("device", "cpu"), int(spec.get("gpu_slots", 1))))
     if device.type == "cpu":
         torch.set_num_threads(int(spec.get("threads", 1)))
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
     return device
 
 
@@ -85,8 +90,11 @@ def run_fields(ckpt: dict[str, Any], checkpoint: str | Path) -> dict[str, Any]:
 
 
 def provenance(device: torch.device) -> dict[str, Any]:
+    """Where and how a result was computed; ``tf32``: whether TF32 was allowed for
+    convolutions or matrix products (False after :func:`setup_device`)."""
+    tf32 = device.type == "cuda" and (torch.backends.cudnn.allow_tf32 or torch.backends.cuda.matmul.allow_tf32)
     return {"device": str(device), "torch": str(torch.__version__), "soften": soften.__version__,
-            "python": platform.python_version()}
+            "python": platform.python_version(), "tf32": bool(tf32)}
 
 
 def prepare_attack(checkpoint: str | Path, dataset_npz: str | Path, spec: dict[str, Any], progress: bool | None):

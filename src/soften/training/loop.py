@@ -74,7 +74,7 @@ from soften.training.extras import build_extra
 from soften.training.methods import method_params, parse_method
 from soften.training.saver import Saver, to_host
 from soften.training.objectives import build_objective
-from soften.training.speed import autocast_context, autocast_dtype, optimizer_options, prepare_model
+from soften.training.speed import autocast_context, autocast_dtype, optimizer_options, precision, prepare_model
 from soften.training.tracking import open_tracker
 
 log = logging.getLogger("soften.train")
@@ -155,11 +155,16 @@ def train_step(batch: Batch, *, objective, refiner, extras, optimizer, autocast)
     adversarial objectives) and the gradient norm.
     """
     model, x = batch.model, batch.x
+    # Three autocast regions, not one: autocast keeps the low-precision copy of each
+    # weight until the outermost region exits, so a forward after AWP moved the
+    # weights in place would reuse the copy of the unmoved weights (AWP silently off).
     with autocast:
         attack_target = refiner.before_attack(batch)
         x_adv = objective.craft(model, x, attack_target)
-        for extra in extras:
+    for extra in extras:
+        with autocast:
             extra.before_forward(batch, model, lambda m: objective.loss(objective.forward(m, x, x_adv), attack_target))
+    with autocast:
         out = objective.forward(model, x, x_adv)
         loss = objective.loss(out, refiner.targets(batch, out))
     optimizer.zero_grad(set_to_none=True)
@@ -212,6 +217,7 @@ class Run:
     objective: Any
     refiner: Any
     extras: list[Any]
+    precision: str = "fp32"  # what the training steps run in (amp resolved on this device); recorded in checkpoints
     history: list[dict[str, Any]] = field(default_factory=list)
     best: dict[str, Any] = field(default_factory=lambda: {"epoch": 0, "val_robust_acc": -1.0, "model": None})
     start_epoch: int = 1
@@ -294,13 +300,15 @@ def set_up(spec: dict[str, Any], out_dir: str | Path) -> Run:
     setup = Setup(num_samples=len(train_data), num_classes=num_classes, model=model, device=device,
                   teachers=spec.get("teachers", []))
     objective, refiner, extras = build_method(spec, model, setup)
+    trained_in = precision(device, tr["amp"])
+    log.info("training on %s in %s (training.amp: %s)", device, trained_in, tr["amp"])
     train_monitor, test_monitor, monitor_steps = monitor_splits(objective.adversarial, tr, train_data, val_data, test_data)
     return Run(spec=spec, out=Path(out_dir), device=device,
                model_args={"arch": spec["arch"], "num_classes": num_classes, "in_channels": in_channels},
                dataset_sha256=dataset_digest(spec["dataset_npz"]), train_data=train_data, val_data=val_data,
                train_monitor=train_monitor, test_monitor=test_monitor, monitor_steps=monitor_steps, model=model,
                optimizer=optimizer, scheduler=scheduler, objective=objective, refiner=refiner, extras=extras,
-               saver=Saver(background=device.type == "cuda"))
+               saver=Saver(background=device.type == "cuda"), precision=trained_in)
 
 
 @contextlib.contextmanager
@@ -386,6 +394,11 @@ def resume(run: Run) -> None:
                                      f"{str(err).splitlines()[0][:120]})",
                                "rename or delete it to start the run afresh") from None
     run.history, run.best = state["history"], state["best"]
+    before = state.get("precision", run.precision)
+    if before != run.precision:  # amp: auto resumed on another kind of device
+        log.warning("%s trained in %s so far and continues in %s; the run is recorded as mixed", last, before,
+                    run.precision)
+        run.precision = _mixed(before, run.precision)
     run.start_epoch = state["epoch"] + 1
     run.saved_epoch = state["epoch"]
     log.info("resuming %s from epoch %d", run.out, run.start_epoch)
@@ -489,9 +502,16 @@ def monitor(run: Run, epoch: int, stats: EpochStats, lr: float) -> dict[str, Any
     }
 
 
+def _mixed(a: str, b: str) -> str:
+    """The record of a run whose epochs trained in precisions ``a`` and then ``b``."""
+    parts = sorted(set(a.removeprefix("mixed ").strip("()").split(", ")) | {b})
+    return parts[0] if len(parts) == 1 else f"mixed ({', '.join(parts)})"
+
+
 def _model_file(run: Run, state_dict: dict[str, torch.Tensor], epoch: int, metrics: dict[str, Any]) -> dict[str, Any]:
-    return model_checkpoint(state_dict, spec=run.spec, model_args=run.model_args, epoch=epoch, metrics=metrics,
-                            dataset_sha256=run.dataset_sha256)
+    # The spec as run: with the precision training resolved (evaluation results carry it to the tables).
+    return model_checkpoint(state_dict, spec={**run.spec, "precision": run.precision}, model_args=run.model_args,
+                            epoch=epoch, metrics=metrics, dataset_sha256=run.dataset_sha256)
 
 
 def _check_finite(run: Run, files: dict[str, Any], epoch: int) -> None:
@@ -529,7 +549,7 @@ def save_epoch(run: Run, epoch: int, row: dict[str, Any]) -> None:
         "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
         "refiner": run.refiner.state_dict(), "extras": {extra.name: extra.state_dict() for extra in run.extras},
         "rng": rng_state(run.device), "epoch": epoch, "history": run.history, "best": run.best, "spec": run.spec,
-        "dataset_sha256": run.dataset_sha256,
+        "dataset_sha256": run.dataset_sha256, "precision": run.precision,
     }
     _check_finite(run, files, epoch)
     if run.saver.background:
@@ -556,7 +576,7 @@ def finish(run: Run) -> None:
     metrics = {k: v for k, v in (history[-1] if history else {}).items() if k != "seconds"}  # untimed, as history.csv
     _save_checked(run, {"final.pt": _model_file(run, run.eval_model().state_dict(), epochs, metrics)}, epochs)
     save_json({"best_epoch": run.best["epoch"], "best_val_score": run.best["val_robust_acc"],
-               "final": history[-1] if history else {}}, run.out / "train_summary.json")
+               "precision": run.precision, "final": history[-1] if history else {}}, run.out / "train_summary.json")
 
 
 def train(spec: dict[str, Any], out_dir: str | Path, *, stop_after_epoch: int | None = None, progress: bool | None = None) -> list[dict[str, Any]]:

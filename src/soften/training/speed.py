@@ -25,6 +25,10 @@ Four settings under ``training:`` (defaults in soften.config.TRAINING_DEFAULTS):
   (a per-parameter loop on CPU, so CPU runs stay bit-identical to earlier
   soften versions); ``loop``, ``foreach`` and ``fused`` force one.
 
+channels_last, compile and the SGD kernels change no value beyond floating-point
+summation order (tests/test_precision.py compares one step and three steps with the
+eager fp32 step); bf16 does, and the paper files train in fp32 (``amp: off``).
+
 The training loop calls :func:`prepare_model` once after building the model,
 :func:`optimizer_options` for the SGD keyword arguments, and wraps each step
 in :func:`autocast_context`.
@@ -65,6 +69,14 @@ def autocast_dtype(device: torch.device, amp: str) -> torch.dtype | None:
         raise ValueError(f"training.amp: bf16 needs an sm_80+ GPU (Ampere or newer), this one is sm_{major}{minor}; "
                          "use amp: off (or auto)")
     return torch.bfloat16
+
+
+def precision(device: torch.device, amp: str) -> str:
+    """The precision a training step actually runs in on ``device``: ``fp32``, ``bf16`` or
+    ``fp16`` (``amp: auto`` resolves here, by device). Recorded in the run's checkpoints,
+    so that tables can tell a bf16 run from the papers' fp32 ones."""
+    dtype = autocast_dtype(device, amp)
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
 
 
 def autocast_context(device: torch.device, amp: str):
