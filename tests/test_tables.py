@@ -130,7 +130,7 @@ def test_a_reduced_precision_run_is_marked_never_compared(tmp_path, trained, rea
                     tmp_path / "t.md")
     assert rows(md, "↳ paper")[0][1:7] == ["82.9", "83.0", "-0.1", "56.4", "55.9", "0.5"]
     assert set(rows(md, "↳ Δ")[0][1:7]) == {"n/c†"}
-    assert "6 of 6 published cells not comparable" in md and reason in md
+    assert "0 reproduced ✓, 0 differs ✗, 0 inconclusive ?, 6 not comparable†" in md and reason in md
     cells = pd.read_csv(tmp_path / "t.csv")
     assert not cells["comparable"].any() and cells["delta"].isna().all()
     assert set(cells["why_not_comparable"].dropna()) == {reason}
@@ -141,7 +141,7 @@ def test_an_fp32_run_recorded_as_such_stays_comparable(tmp_path):
                 "base_method": "pgd-at+sglr", "method_params": {"sglr": {"r": 0.2, "temperature": 1.5}}}
     md = make_table(sglr_records(tmp_path, 10000, run_spec),
                     spec(methods=["pgd-at+sglr"], attacks=["natural", "pgd20"], published="sglr-tab2"), tmp_path / "t.md")
-    assert "Summary: 6 of 6 comparable cells" in md
+    assert ", 0 not comparable†** of 6 published cells" in md
 
 
 def test_an_ablation_cell_is_matched_by_its_hyperparameters(tmp_path):
