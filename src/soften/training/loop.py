@@ -70,6 +70,7 @@ from soften.training.methods import method_params, parse_method
 from soften.training.objectives import build_objective
 from soften.training.speed import autocast_context, optimizer_options, prepare_model
 from soften.training.tracking import open_tracker
+from soften.training.walltime import WallClock
 
 log = logging.getLogger("soften.train")
 
@@ -339,6 +340,13 @@ def _read_resume_state(path: Path) -> dict[str, Any] | None:
     return None
 
 
+def _csv_rows(path: Path) -> int | None:
+    try:
+        return len(path.read_text().splitlines()) - 1
+    except OSError:
+        return None
+
+
 def _holds_epoch(path: Path, epoch: int) -> bool:
     try:
         return path.exists() and load_torch(path).get("epoch") == epoch
@@ -371,7 +379,8 @@ def resume(run: Run) -> None:
     run.start_epoch = state["epoch"] + 1
     run.saved_epoch = state["epoch"]
     log.info("resuming %s from epoch %d", run.out, run.start_epoch)
-    save_text(history_csv(run.history), run.out / "history.csv")
+    if _csv_rows(run.out / "history.csv") != len(run.history):  # a complete one stays as it is
+        save_text(history_csv(run.history), run.out / "history.csv")
     best = run.best
     if best["model"] is not None and not _holds_epoch(run.out / "best.pt", best["epoch"]):
         _save_checked(run, {"best.pt": _model_file(run, best["model"], best["epoch"], {"val_score": best["val_robust_acc"]})},
@@ -508,8 +517,10 @@ def save_epoch(run: Run, epoch: int, row: dict[str, Any]) -> None:
 def finish(run: Run) -> None:
     """final.pt (the evaluated model after the last epoch) and train_summary.json."""
     epochs, history = run.training["epochs"], run.history
-    _save_checked(run, {"final.pt": _model_file(run, run.eval_model().state_dict(), epochs, history[-1] if history else {})},
-                  epochs)
+    # The row with the column names' own (interned) strings as keys: pickle writes a
+    # repeated key object once, so a row reloaded from last.pt would give other bytes.
+    last = {k: history[-1][k] for k in HISTORY_COLUMNS if k in history[-1]} if history else {}
+    _save_checked(run, {"final.pt": _model_file(run, run.eval_model().state_dict(), epochs, last)}, epochs)
     save_json({"best_epoch": run.best["epoch"], "best_val_score": run.best["val_robust_acc"],
                "final": history[-1] if history else {}}, run.out / "train_summary.json")
 
@@ -525,7 +536,10 @@ def train(spec: dict[str, Any], out_dir: str | Path, *, stop_after_epoch: int | 
     show = sys.stderr.isatty() if progress is None else progress
     with run_folder(run.out):
         resume(run)
+        if run.start_epoch > run.training["epochs"] and (run.out / "final.pt").exists():
+            return run.history  # finished: rewrite nothing
         tracker = open_tracker(spec.get("tracking", "none"), run.out, run.history)
+        clock = WallClock()  # stops before a scheduler's wall-time limit (soften.training.walltime)
         try:
             for epoch in range(run.start_epoch, run.training["epochs"] + 1):
                 stats = train_epoch(run, epoch, show)
@@ -535,6 +549,7 @@ def train(spec: dict[str, Any], out_dir: str | Path, *, stop_after_epoch: int | 
                 tracker.log_epoch(row)
                 if stop_after_epoch is not None and epoch >= stop_after_epoch and epoch < run.training["epochs"]:
                     return run.history
+                clock.check(epoch, run.training["epochs"], run.out)
             finish(run)
         finally:
             tracker.close()
