@@ -11,7 +11,7 @@ BIN    := $(CURDIR)/$(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 CORES  ?= all
 
-.PHONY: setup demo demo-full test test-fast lint bench bench-gpu clean dvc.yaml dvc.lock
+.PHONY: setup demo demo-full test test-fast test-slurm lint bench bench-gpu clean dvc.yaml dvc.lock
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ demo-full: setup
 
 test: setup lint
 	PATH="$(BIN):$$PATH" $(BIN)/python -m pytest
+
+# The workflow on a real single-node SLURM with accounting, and one without (root, Debian's
+# slurm-wlm munge slurmdbd mariadb-server; .ci/run installs them): .ci/slurm-test.sh.
+test-slurm: setup
+	.ci/slurm-test.sh
 
 test-fast: setup
 	PATH="$(BIN):$$PATH" $(BIN)/python -m pytest -m "not slow"

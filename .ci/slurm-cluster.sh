@@ -4,7 +4,8 @@
 #   .ci/slurm-cluster.sh stop  [DIR]   stops each of them by the PID it recorded
 #   . DIR/env                          SLURM_CONF for sbatch, sacct, squeue
 # Every file (configs, munge key, database, spool, logs, PIDs) lives under DIR
-# (default /tmp/soften-slurm); nothing is written to /etc. Needs Debian's packages:
+# (default /tmp/soften-slurm), except a link /etc/slurm/slurm.conf -> DIR/etc/slurm.conf
+# while it runs (see below). Needs Debian's packages:
 #   apt-get install -y slurm-wlm munge slurmdbd mariadb-server
 # SLURM_CI_ACCOUNTING=0 starts no database and no slurmdbd: a cluster without
 # accounting, where sacct fails (the route the README documents for such sites).
@@ -94,7 +95,8 @@ CONF
 AccountingStorageHost=127.0.0.1
 AccountingStoragePort=$((BASE_PORT + 2))
 AccountingStoragePass=$sock
-AccountingStorageTRES=gres/gpu"
+AccountingStorageTRES=gres/gpu
+AccountingStoreFlags=job_comment"
     fi
 
     local mem; mem=$(awk '/MemTotal/ {print int($2 / 1024 * 0.9)}' /proc/meminfo)
@@ -140,6 +142,13 @@ CONF
         wait_for 30 slurmdbd sacctmgr -i list cluster
         timeout 20 sacctmgr -i add cluster soften-ci >/dev/null
     fi
+    # The plugin's job step drops SLURM_* variables, SLURM_CONF among them, before its
+    # srun: inside a job only the default path finds the cluster. Linked while it runs.
+    if [ ! -e /etc/slurm/slurm.conf ]; then
+        mkdir -p /etc/slurm && ln -s "$etc/slurm.conf" /etc/slurm/slurm.conf && echo /etc/slurm/slurm.conf > "$DIR/linked"
+    elif [ "$(readlink /etc/slurm/slurm.conf)" != "$etc/slurm.conf" ]; then
+        echo "slurm-cluster: /etc/slurm/slurm.conf exists (another cluster's?): jobs' srun will read it" >&2
+    fi
     start_daemon slurmctld "$DIR/slurmctld.pid" slurmctld -f "$etc/slurm.conf"
     start_daemon slurmd "$DIR/slurmd.pid" slurmd -f "$etc/slurm.conf"
     wait_for 60 "node $HOST" bash -c "sinfo -h -N -o %T | grep -qE '^(idle|mixed|allocated)'"
@@ -158,6 +167,9 @@ stop() {
         fi
         rm -f "$PIDS/$name.pid"
     done
+    if [ -s "$DIR/linked" ] && [ "$(readlink /etc/slurm/slurm.conf)" = "$DIR/etc/slurm.conf" ]; then
+        rm -f /etc/slurm/slurm.conf "$DIR/linked"
+    fi
     echo "slurm-cluster: stopped ($DIR kept for its logs)"
 }
 
