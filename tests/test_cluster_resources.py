@@ -81,3 +81,17 @@ def test_a_run_longer_than_the_partition_gets_one_retry_per_segment(sglr):
     assert longest > 600                               # WRN-34-10: longer than a 10-hour partition
     assert C.train_retries(cfg) == math.ceil(longest / 600) - 1 + 1
     assert C.train_retries(sglr(device="cuda")) == 2   # no limit: one job per run, cluster.retries
+
+
+def test_config_readme_states_the_schemas_cluster_defaults(repo):
+    import re
+
+    import yaml
+
+    from soften.config import schema
+
+    section = (repo / "config" / "README.md").read_text().split("## Cluster")[1].split("\n## ")[0]
+    rows = dict(re.findall(r"^\| `(\w+)` \| `([^`]*)` \|", section, re.M))
+    props = schema()["properties"]["cluster"]["properties"]
+    assert rows.keys() == props.keys()
+    assert {k: yaml.safe_load(v) for k, v in rows.items()} == {k: p["default"] for k, p in props.items()}
