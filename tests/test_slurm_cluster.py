@@ -10,7 +10,10 @@ before the limit, resubmitted and resumed to the uninterrupted run's bytes.
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import json
+import math
 import os
 import re
 import subprocess
@@ -176,24 +179,44 @@ WALL_CONFIG = {
         "source": "digits", "val_size": 64, "options": {"test_fraction": 0.2, "split_seed": 0},
         "subset": {"train": 600, "val": 64, "test": 64}, "augment": {"crop_padding": 0, "flip": False},
         "threat": {"eps": 0.1, "alpha": 0.05, "steps": 2},
-        "training": {"epochs": 60, "lr_milestones": [40], "batch_size": 64, "val_attack_steps": 2,
+        "training": {"epochs": 4, "lr_milestones": [1000], "batch_size": 64, "val_attack_steps": 2,
                      "test_subset": 32, "monitor_every": 10}}},
     "evaluation": {"attacks": {"natural": {"kind": "natural"}}, "n_examples": 32},
-    "experiments": {"long": {"kind": "accuracy", "datasets": ["digits"], "noise": ["none"], "arch": ["cnn"],
+    "experiments": {"long": {"kind": "accuracy", "datasets": ["digits"], "noise": ["none"], "archs": ["cnn"],
                              "methods": ["pgd-at"], "seeds": [0], "attacks": ["natural"]}},
     # A 1-minute partition: the run needs several jobs (retries for up to 8 of them).
+    # Epochs: as many as take TRAIN_S on this machine (measured first), so that no
+    # single job can hold the run.
     "cluster": {"max_runtime": 1, "min_runtime": 1, "retries": 7},
 }
+
+
+TRAIN_S = 80
+
+
+def epochs_for(seconds: float, env: dict, work: Path, config: Path) -> int:
+    """Epochs of WALL_CONFIG's run that take about ``seconds`` here, from a 4-epoch run's timings."""
+    snakemake(work, env, "all", "--cores", "1", "--configfile", str(config))
+    log = (work / "results" / "logs" / "train" / "digits" / "none" / "cnn" / "pgd-at" / "seed0.log").read_text()
+    timings = json.loads(re.search(r"timings of \S+history.csv \(seconds\): (\{.*\})", log).group(1))
+    return max(20, math.ceil(seconds / (sum(timings.values()) / len(timings))))
 
 
 def test_a_run_longer_than_its_wall_time_stops_in_time_and_resumes_to_the_same_bytes(env, tmp_path):
     config = tmp_path / "long.yaml"
     config.write_text(yaml.safe_dump(WALL_CONFIG))
+    cfg = copy.deepcopy(WALL_CONFIG)
+    epochs = epochs_for(TRAIN_S, env, tmp_path / "calibrate", config)
+    cfg["datasets"]["digits"]["training"] = {**cfg["datasets"]["digits"]["training"], "epochs": epochs}
+    config.write_text(yaml.safe_dump(cfg))
     run = "results/digits/none/cnn/pgd-at/seed0"
+    local = subprocess.Popen([sys.executable, "-m", "snakemake", "all", "-s", str(REPO / "workflow" / "Snakefile"),
+                              "--directory", str(tmp_path / "local"), "--cores", "1", "--configfile", str(config)],
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     started = time.time()
     log = snakemake(tmp_path / "slurm", env, "all", "--profile", str(PROFILE), "--configfile", str(config))
-    print(f"wall-time run: {time.time() - started:.0f} s under SLURM")
-    snakemake(tmp_path / "local", env, "all", "--cores", "1", "--configfile", str(config))
+    print(f"wall-time run ({epochs} epochs): {time.time() - started:.0f} s under SLURM")
+    assert local.wait(timeout=RUN_LIMIT) == 0
 
     submitted = sacct_jobs(env, run_uuid(log))
     train = [s for s in submitted if s["Comment"].startswith("rule_train_")]

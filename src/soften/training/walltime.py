@@ -38,8 +38,8 @@ log = logging.getLogger("soften.walltime")
 
 #: The next epoch is predicted to take this many times the longest one so far.
 EPOCH_SAFETY = 1.5
-#: Seconds kept for the last save and the process's exit.
-MARGIN_S = 30.0
+#: Seconds kept for the process's exit (each epoch's own save is part of its measured time).
+MARGIN_S = 15.0
 
 
 class WallTimeStop(SoftenError):
