@@ -125,7 +125,7 @@ def cifar_overlay(tmp_path):
 def config_args(configfiles: list[Path], overrides: dict) -> list[str]:
     args = ["--configfile", *map(str, configfiles), "--config"]
     for k, v in overrides.items():
-        args.append(f"{k}={yaml.safe_dump(v, default_flow_style=True).strip()}")
+        args.append(f"{k}={json.dumps(v) if isinstance(v, dict) else v}")  # JSON: YAML flow style
     return args
 
 
@@ -139,7 +139,11 @@ def test_smoke_scale_under_slurm_matches_the_local_run_job_by_job(case, env, tmp
                               "--directory", str(tmp_path / "local"), "--cores", "2", *args],
                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     started = time.time()
-    log = snakemake(tmp_path / "slurm", env, "--profile", str(PROFILE), *args)
+    try:
+        log = snakemake(tmp_path / "slurm", env, "--profile", str(PROFILE), *args)
+    except BaseException:
+        local.terminate()
+        raise
     slurm_s = time.time() - started
     assert local.wait(timeout=RUN_LIMIT) == 0
     print(f"{case}: SLURM run {slurm_s:.0f} s")  # the benchmark is docs/performance.md; this is for the CI log
@@ -214,7 +218,11 @@ def test_a_run_longer_than_its_wall_time_stops_in_time_and_resumes_to_the_same_b
                               "--directory", str(tmp_path / "local"), "--cores", "1", "--configfile", str(config)],
                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     started = time.time()
-    log = snakemake(tmp_path / "slurm", env, "all", "--profile", str(PROFILE), "--configfile", str(config))
+    try:
+        log = snakemake(tmp_path / "slurm", env, "all", "--profile", str(PROFILE), "--configfile", str(config))
+    except BaseException:
+        local.terminate()
+        raise
     print(f"wall-time run ({epochs} epochs): {time.time() - started:.0f} s under SLURM")
     assert local.wait(timeout=RUN_LIMIT) == 0
 
