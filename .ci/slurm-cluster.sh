@@ -18,6 +18,7 @@ cmd=${1:?usage: $0 start|stop [DIR]}
 DIR=$(realpath -m "${2:-${SLURM_CI_DIR:-/tmp/soften-slurm}}")
 ACCOUNTING=${SLURM_CI_ACCOUNTING:-1}
 CPUS=${SLURM_CI_CPUS:-8}
+GPUS=${SLURM_CI_GPUS:-4}
 MIN_JOB_AGE=${SLURM_CI_MIN_JOB_AGE:-300}   # seconds a finished job stays visible to squeue/scontrol
 BASE_PORT=${SLURM_CI_PORT:-26817}          # slurmctld; slurmd +1, slurmdbd +2, mariadbd +3
 HOST=$(hostname -s)
@@ -56,8 +57,8 @@ start() {
     wait_for 20 munged test -s "$DIR/munge/munged.pid"
     record munged "$(cat "$DIR/munge/munged.pid")"
 
-    # A GPU for GRES: a character device of our own (see above).
-    mknod "$DIR/fake-gpu0" c 1 3 2>/dev/null || ln -sf /dev/null "$DIR/fake-gpu0"
+    # GPUs for GRES: character devices of our own (see above), as many as GPU jobs may run at once.
+    for i in $(seq 0 $((GPUS - 1))); do mknod "$DIR/fake-gpu$i" c 1 3; done
 
     # slurmdbd reads slurmdbd.conf beside $SLURM_CONF.
     echo "export SLURM_CONF=$etc/slurm.conf" > "$DIR/env"
@@ -133,10 +134,10 @@ KillWait=10
 InactiveLimit=0
 GresTypes=gpu
 $acct
-NodeName=$HOST NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$mem Gres=gpu:1 State=UNKNOWN
+NodeName=$HOST NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$mem Gres=gpu:$GPUS State=UNKNOWN
 PartitionName=ci Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
 CONF
-    echo "NodeName=$HOST Name=gpu File=$DIR/fake-gpu0" > "$etc/gres.conf"
+    echo "NodeName=$HOST Name=gpu File=$DIR/fake-gpu[0-$((GPUS - 1))]" > "$etc/gres.conf"
     if [ "$ACCOUNTING" = 1 ]; then
         start_daemon slurmdbd "$DIR/slurmdbd.pid" slurmdbd
         wait_for 30 slurmdbd sacctmgr -i list cluster
@@ -158,6 +159,11 @@ CONF
 stop() {
     # Reverse start order; each daemon by the PID recorded at its start, and only that.
     local name pid
+    # Jobs first (this cluster's only: its SLURM_CONF), so that no job step outlives slurmd.
+    if [ -s "$PIDS/slurmctld.pid" ]; then
+        SLURM_CONF=$DIR/etc/slurm.conf timeout 20 scancel --user "$(id -un)" 2>/dev/null || true
+        sleep 2
+    fi
     for name in slurmd slurmctld slurmdbd mariadbd munged; do
         [ -s "$PIDS/$name.pid" ] || continue
         pid=$(cat "$PIDS/$name.pid")
