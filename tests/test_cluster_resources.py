@@ -95,3 +95,16 @@ def test_config_readme_states_the_schemas_cluster_defaults(repo):
     props = schema()["properties"]["cluster"]["properties"]
     assert rows.keys() == props.keys()
     assert {k: yaml.safe_load(v) for k, v in rows.items()} == {k: p["default"] for k, p in props.items()}
+
+
+def test_cpu_jobs_are_costed_with_this_cpus_benchmark_when_there_is_one(repo, tmp_path, monkeypatch):
+    import shutil
+
+    cfg = load_config([repo / "config" / "config.yaml"], {"device": "cpu"})
+    monkeypatch.setattr(C, "BENCH_DIR", tmp_path)
+    monkeypatch.setattr(C, "_cpu_name", lambda: "Intel(R) Xeon(R) Processor")
+    assert C.figures(cfg).label == plan.reference().label           # none for this CPU: the reference
+    shutil.copy(repo / "benchmarks" / "results" / "intel-r-xeon-r-processor.json", tmp_path)
+    figs = C.figures(cfg)
+    assert figs.source == str(tmp_path / "intel-r-xeon-r-processor.json")
+    assert figs.s_per_epoch["resnet18"] > 1000                     # a CPU: hours per ResNet-18 epoch
