@@ -14,8 +14,8 @@ The end time is read once, at the first check:
 - ``squeue -h -j $SLURM_JOB_ID -o %e`` (SLURM 22.05, which does not set it);
 - none outside a batch job: no limit, no stop.
 
-SIGUSR1 also ends the run after the current epoch (``sbatch --signal=B:USR1@600``
-for a site that pre-empts jobs with a warning signal).
+SIGUSR1 also ends the run after the current epoch (a site that warns jobs before
+pre-empting them; note that ``sbatch --signal=B:...`` signals the batch shell only).
 
 Another epoch fits when ``now + EPOCH_SAFETY x (longest epoch so far) + MARGIN_S``
 is before the end: the longest epoch, because monitoring epochs are slower; a
