@@ -51,8 +51,14 @@ def snakemake(workdir: Path, env: dict, *args: str, limit: int = RUN_LIMIT) -> s
     workdir.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "workflow" / "Snakefile"), "--directory", str(workdir),
            *args]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=limit)
-    out = proc.stdout + proc.stderr
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        out, _ = proc.communicate(timeout=limit)
+    except subprocess.TimeoutExpired:
+        proc.terminate()  # SIGTERM: Snakemake cancels the jobs it submitted
+        out, _ = proc.communicate(timeout=120)
+        (workdir / "snakemake.out").write_text(out)
+        pytest.fail(f"snakemake did not finish in {limit} s:\n{out[-3000:]}")
     (workdir / "snakemake.out").write_text(out)
     assert proc.returncode == 0, out[-4000:]
     return out
