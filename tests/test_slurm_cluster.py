@@ -252,5 +252,5 @@ def test_without_accounting_the_squeue_status_command_finishes(env, tmp_path):
     assert probe.returncode != 0 or "disabled" in probe.stderr  # sacct really is unavailable here
     target = "results-smoke/digits/symmetric-0.4/cnn-wide/pgd-at/seed0/history.csv"
     snakemake(tmp_path, env, target, "--profile", str(PROFILE), "--slurm-status-command", "squeue",
-              "--config", "scale=smoke", limit=240)
+              "--config", "scale=smoke")
     assert (tmp_path / target).is_file()
