@@ -79,8 +79,9 @@ def test_a_run_longer_than_the_partition_gets_one_retry_per_segment(sglr):
     cfg = sglr(device="cuda", cluster={"max_runtime": 600, "retries": 1})
     longest = max(C.needed_minutes(cfg, "train", j.wildcards) for j in model_jobs(cfg) if j.stage == "train")
     assert longest > 600                               # WRN-34-10: longer than a 10-hour partition
-    assert C.train_retries(cfg) == math.ceil(longest / 600) - 1 + 1
-    assert C.train_retries(sglr(device="cuda")) == 2   # no limit: one job per run, cluster.retries
+    assert C.train_retries(cfg, {}) == math.ceil(longest / 600) - 1 + 1
+    assert C.train_retries(sglr(device="cuda"), {}) == 2   # no limit: one job per run, cluster.retries
+    assert C.train_retries(cfg, {"SLURM_JOB_ID": "7"}) == 0  # the job step inside an allocation: never
 
 
 def test_config_readme_states_the_schemas_cluster_defaults(repo):

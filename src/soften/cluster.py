@@ -29,6 +29,7 @@ less one plus ``cluster.retries``.
 from __future__ import annotations
 
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -136,8 +137,12 @@ def resources(cfg: dict[str, Any], stage: str, wildcards: dict[str, Any]) -> dic
             "runtime": runtime(cfg, stage, wildcards)}
 
 
-def train_retries(cfg: dict[str, Any]) -> int:
-    """Resubmissions the train rule allows: its longest run's segments less one, plus ``cluster.retries``."""
+def train_retries(cfg: dict[str, Any], environ: dict[str, str] | None = None) -> int:
+    """Resubmissions the train rule allows: its longest run's segments less one, plus ``cluster.retries``.
+    0 inside a SLURM job (the executor's job step parses the workflow too): rerunning a
+    job stopped at the wall time within the same allocation cannot gain time."""
+    if "SLURM_JOB_ID" in (os.environ if environ is None else environ):
+        return 0
     limit = cfg["cluster"]["max_runtime"]
     segments = 1
     if limit:
