@@ -12,7 +12,7 @@ BIN    := $(CURDIR)/$(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 CORES  ?= all
 
-.PHONY: setup demo demo-full test test-fast lint bench bench-gpu gpu-check clean dvc.yaml dvc.lock
+.PHONY: setup demo demo-full test test-fast test-slurm lint bench bench-gpu gpu-check clean dvc.yaml dvc.lock
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ TEST_WORKERS ?= 2
 
 test: setup lint
 	PATH="$(BIN):$$PATH" $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+
+# The workflow on a real single-node SLURM with accounting, and one without (root, Debian's
+# slurm-wlm munge slurmdbd mariadb-server; .ci/run installs them): .ci/slurm-test.sh.
+test-slurm: setup
+	.ci/slurm-test.sh
 
 test-fast: setup
 	PATH="$(BIN):$$PATH" $(BIN)/python -m pytest -m "not slow" -n $(TEST_WORKERS) --dist loadfile

@@ -36,7 +36,7 @@ LAYERS = [
     {"soften.config"},
     {"soften.show", "soften.jobs", "soften.dvc_pipeline", "soften.robustbench"},
     {"soften.stages"},
-    {"soften.bench", "soften.plan"},   # commands that run stages or read benchmarks
+    {"soften.bench", "soften.plan", "soften.cluster"},   # commands that run stages or read benchmarks
     {"soften.__main__"},
 ]
 

@@ -11,7 +11,7 @@ shell-quoted; a list is quoted item by item and joined by spaces), and
 :func:`format_command` fills it the way Snakemake does. Where a job runs and where
 its log goes change no result: the device comes from ``SOFTEN_DEVICE`` in both
 tools, and Snakemake alone appends the thread count and the log (:data:`PLACEMENT`,
-:data:`LOG`); a DVC job takes ``SOFTEN_THREADS``.
+:data:`LOG_HEADER`, :data:`LOG`); a DVC job takes ``SOFTEN_THREADS``.
 """
 
 from __future__ import annotations
@@ -54,13 +54,16 @@ PLACED = ("train", "evaluate", "evaluate_attack", "calibrate", "sanity", "craft_
 #: The device comes from the environment (SOFTEN_DEVICE, which the Snakefile sets
 #: from the config's ``device``), for the same reason.
 PLACEMENT = " --threads {threads}"
-#: Snakemake writes each job's output to its log.
-LOG = " > {log:q} 2>&1"
+#: Snakemake appends each job's output to its log, after a header naming the attempt
+#: (time, host, SLURM job): a failed or wall-time-stopped attempt's log stays above the next.
+LOG_HEADER = 'echo "=== $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname) (SLURM job ${{SLURM_JOB_ID:-none}})" >> {log:q}; '
+LOG = " >> {log:q} 2>&1"
 
 
 def shell(stage: str) -> str:
-    """A rule's shell command: the stage's command, its placement if it runs models, and its log."""
-    return COMMANDS[stage] + (PLACEMENT if stage in PLACED else "") + LOG
+    """A rule's shell command: the log's attempt header, the stage's command, its placement
+    if it runs models, and its log."""
+    return LOG_HEADER + COMMANDS[stage] + (PLACEMENT if stage in PLACED else "") + LOG
 
 
 # ------------------------------------------------------------------ params (what a job computes)

@@ -17,10 +17,10 @@ sys.path.insert(0, SRC)
 shell.prefix(f"export PYTHONPATH={shlex.quote(SRC)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 
 import soften.config as sc
+from soften import cluster as C
 from soften import jobs as J
 from soften import layout as L
 from soften.codedeps import code_hash
-from soften.devices import host_has_cuda
 
 
 def _load_config():
@@ -43,9 +43,22 @@ def checkpoint_output(path):
     return path if CFG["keep_checkpoints"] else temp(path)
 
 
-# Jobs resolve `device` themselves (a login node may have no GPU while compute
-# nodes do); this host's view only decides whether jobs declare gpu=1.
-GPU_JOBS = 1 if CFG["device"].startswith("cuda") or (CFG["device"] == "auto" and host_has_cuda()) else 0
+# What a model job asks a scheduler for (gpu, cpus_per_task, mem_mb, runtime), from
+# its own spec and the config's `cluster` section (soften.cluster). Jobs resolve
+# `device` themselves; `cluster.gpus` says whether they declare a GPU.
+GPU_JOBS = C.gpus(CFG)
+
+
+def sized(stage):
+    """A model rule's resources: each job's own (soften.cluster.resources)."""
+    return dict(
+        gpu=GPU_JOBS,
+        cpus_per_task=CFG["threads"],
+        mem_mb=lambda wc: C.mem_mb(CFG, wc.dataset),
+        runtime=lambda wc: C.runtime(CFG, stage, dict(wc.items())),
+    )
+
+
 # Jobs read where they run (device, GPU sharing) and whether they report to TensorBoard
 # from the environment, not from their command or params: `--config device=cuda` moves
 # jobs without rerunning them (remote jobs re-read the Snakefile, so they get it too).

@@ -24,7 +24,7 @@ if BATCHED:
             CONDA_ENV
         threads: CFG["threads"]
         resources:
-            gpu=GPU_JOBS,
+            **sized("evaluate"),
         params:
             spec=lambda wc: IX.eval_specs(wc.dataset),
             code=CODE["evaluate"],
@@ -48,7 +48,7 @@ if OWN_JOB:
             CONDA_ENV
         threads: CFG["threads"]
         resources:
-            gpu=GPU_JOBS,
+            **sized("evaluate_attack"),
         params:
             spec=lambda wc: IX.attack_spec(wc.dataset, wc.attack),
             code=CODE["evaluate_attack"],
@@ -71,7 +71,7 @@ if CALIBRATION_CKPTS:
             CONDA_ENV
         threads: CFG["threads"]
         resources:
-            gpu=GPU_JOBS,
+            **sized("calibrate"),
         params:
             spec=lambda wc: IX.calibration_spec(wc.dataset),
             code=CODE["calibrate"],
@@ -94,7 +94,7 @@ if SANITY_CKPTS:
             CONDA_ENV
         threads: CFG["threads"]
         resources:
-            gpu=GPU_JOBS,
+            **sized("sanity"),
         params:
             spec=lambda wc: IX.sanity_spec(wc.dataset),
             code=CODE["sanity"],

@@ -18,7 +18,7 @@ rule craft_transfer:
         CONDA_ENV
     threads: CFG["threads"]
     resources:
-        gpu=GPU_JOBS,
+        **sized("craft_transfer"),
     params:
         spec=lambda wc: IX.transfer_spec(wc.dataset, wc.source, wc.attack),
         code=CODE["craft_transfer"],
@@ -40,7 +40,7 @@ if TRANSFER_PAIRS:
             CONDA_ENV
         threads: CFG["threads"]
         resources:
-            gpu=GPU_JOBS,
+            **sized("evaluate_transfer"),
         params:
             code=CODE["evaluate_transfer"],
         shell:

@@ -76,6 +76,7 @@ from soften.training.saver import Saver, to_host
 from soften.training.objectives import build_objective
 from soften.training.speed import autocast_context, autocast_dtype, optimizer_options, precision, prepare_model
 from soften.training.tracking import open_tracker
+from soften.training.walltime import WallClock
 
 log = logging.getLogger("soften.train")
 
@@ -365,6 +366,13 @@ def _read_resume_state(path: Path) -> dict[str, Any] | None:
     return None
 
 
+def _csv_rows(path: Path) -> int | None:
+    try:
+        return len(path.read_text().splitlines()) - 1
+    except OSError:
+        return None
+
+
 def _holds_epoch(path: Path, epoch: int) -> bool:
     try:
         return path.exists() and load_torch(path).get("epoch") == epoch
@@ -402,7 +410,8 @@ def resume(run: Run) -> None:
     run.start_epoch = state["epoch"] + 1
     run.saved_epoch = state["epoch"]
     log.info("resuming %s from epoch %d", run.out, run.start_epoch)
-    save_text(history_csv(run.history), run.out / "history.csv")
+    if _csv_rows(run.out / "history.csv") != len(run.history):  # a complete one stays as it is
+        save_text(history_csv(run.history), run.out / "history.csv")
     best = run.best
     if best["model"] is not None and not _holds_epoch(run.out / "best.pt", best["epoch"]):
         _save_checked(run, {"best.pt": _model_file(run, best["model"], best["epoch"], {"val_score": best["val_robust_acc"]})},
@@ -573,8 +582,10 @@ def finish(run: Run) -> None:
     """final.pt (the evaluated model after the last epoch) and train_summary.json."""
     epochs, history = run.training["epochs"], run.history
     run.saver.wait()
-    metrics = {k: v for k, v in (history[-1] if history else {}).items() if k != "seconds"}  # untimed, as history.csv
-    _save_checked(run, {"final.pt": _model_file(run, run.eval_model().state_dict(), epochs, metrics)}, epochs)
+    # The row with the column names' own (interned) strings as keys: pickle writes a
+    # repeated key object once, so a row reloaded from last.pt would give other bytes.
+    last = {k: history[-1][k] for k in HISTORY_COLUMNS if k in history[-1]} if history else {}
+    _save_checked(run, {"final.pt": _model_file(run, run.eval_model().state_dict(), epochs, last)}, epochs)
     save_json({"best_epoch": run.best["epoch"], "best_val_score": run.best["val_robust_acc"],
                "precision": run.precision, "final": history[-1] if history else {}}, run.out / "train_summary.json")
 
@@ -590,7 +601,10 @@ def train(spec: dict[str, Any], out_dir: str | Path, *, stop_after_epoch: int | 
     show = sys.stderr.isatty() if progress is None else progress
     with run_folder(run.out):
         resume(run)
+        if run.start_epoch > run.training["epochs"] and (run.out / "final.pt").exists():
+            return run.history  # finished: rewrite nothing
         tracker = open_tracker(spec.get("tracking", "none"), run.out, run.history)
+        clock = WallClock()  # stops before a scheduler's wall-time limit (soften.training.walltime)
         try:
             for epoch in range(run.start_epoch, run.training["epochs"] + 1):
                 stats = train_epoch(run, epoch, show)
@@ -600,6 +614,7 @@ def train(spec: dict[str, Any], out_dir: str | Path, *, stop_after_epoch: int | 
                 tracker.log_epoch(row)
                 if stop_after_epoch is not None and epoch >= stop_after_epoch and epoch < run.training["epochs"]:
                     return run.history
+                clock.check(epoch, run.training["epochs"], run.out)
             finish(run)
         finally:
             try:
