@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PLACEMENT = re.compile(r" --threads \d+")
-LOG = re.compile(r"^echo .*?; | >> \S+ 2>&1$")
+LOG = re.compile(r"^echo .*?; | 2>&1 \| tee -a \S+ >> \S+$")
 
 
 @dataclass

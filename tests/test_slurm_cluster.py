@@ -234,9 +234,10 @@ def test_a_run_longer_than_its_wall_time_stops_in_time_and_resumes_to_the_same_b
     assert len(train) >= 2, f"the run fit one job: {train} (make it longer)"
     assert [s["State"] for s in train] == ["FAILED"] * (len(train) - 1) + ["COMPLETED"], train  # never TIMEOUT
     assert all(minutes(s["Timelimit"]) == 1 for s in train)
-    # Every attempt's log kept: one header per SLURM job, each stop said why.
+    # Every attempt's log kept (<log>.attempts: Snakemake deletes a failed job's log before the
+    # next attempt): one header per SLURM job, each stop said why.
     train_log = (tmp_path / "slurm" / "results" / "logs" / "train" / "digits" / "none" / "cnn" / "pgd-at" /
-                 "seed0.log").read_text()
+                 "seed0.log.attempts").read_text()
     assert [f"SLURM job {s['JobID']})" in train_log for s in train] == [True] * len(train)
     assert train_log.count("stopped after epoch") == len(train) - 1
     for f in ("best.pt", "final.pt", "history.csv"):

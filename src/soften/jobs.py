@@ -56,8 +56,12 @@ PLACED = ("train", "evaluate", "evaluate_attack", "calibrate", "sanity", "craft_
 PLACEMENT = " --threads {threads}"
 #: Snakemake appends each job's output to its log, after a header naming the attempt
 #: (time, host, SLURM job): a failed or wall-time-stopped attempt's log stays above the next.
-LOG_HEADER = 'echo "=== $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname) (SLURM job ${{SLURM_JOB_ID:-none}})" >> {log:q}; '
-LOG = " >> {log:q} 2>&1"
+LOG_HEADER = ('echo "=== $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname) (SLURM job ${{SLURM_JOB_ID:-none}})"'
+              ' | tee -a {log:q}.attempts >> {log:q}; ')
+# Snakemake deletes a failed job's log before it runs the job again, so every attempt also goes
+# to ``<log>.attempts``, which no rule declares and Snakemake never deletes (Snakemake's bash
+# runs with pipefail, set in workflow/rules/common.smk: the stage's exit status survives the pipe).
+LOG = " 2>&1 | tee -a {log:q}.attempts >> {log:q}"
 
 
 def shell(stage: str) -> str:

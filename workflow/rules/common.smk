@@ -14,7 +14,7 @@ from pathlib import Path
 SRC = str(Path(workflow.basedir).parent / "src")
 sys.path.insert(0, SRC)
 # (Snakemake formats the prefix like a shell command: {{ }} stands for a literal brace.)
-shell.prefix(f"export PYTHONPATH={shlex.quote(SRC)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
+shell.prefix(f"set -o pipefail; export PYTHONPATH={shlex.quote(SRC)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 
 import soften.config as sc
 from soften import cluster as C
