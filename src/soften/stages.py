@@ -37,7 +37,7 @@ log = logging.getLogger("soften.stages")
 #: them out and its log gets them: an output is then a function of the job's inputs,
 #: params and code, so a rerun reproduces its bytes, and ``dvc status`` after a
 #: Snakemake run (or ``snakemake -n`` after ``dvc repro``) finds nothing changed.
-TIMING_KEYS = frozenset({"seconds", "total_seconds"})
+TIMING_KEYS = frozenset({"seconds", "total_seconds", "select_test_seconds"})
 
 
 def _untimed(record: Any, where: str = "") -> tuple[Any, dict[str, Any]]:
@@ -73,15 +73,17 @@ def _save_result(record: dict[str, Any], out: str | Path) -> dict[str, Any]:
 
 
 def _untime_history(path: Path) -> None:
-    """history.csv without its ``seconds`` column (the per-epoch times go to the log)."""
+    """history.csv without its timing columns (the per-epoch times go to the log)."""
     with path.open(newline="") as fh:
         reader = csv.DictReader(fh)
         columns, rows = reader.fieldnames or [], list(reader)
-    if "seconds" not in columns:
+    timed = [c for c in columns if c in TIMING_KEYS]
+    if not timed:
         return
-    _log_timings(path, {f"epoch {r['epoch']}": float(r["seconds"]) for r in rows})
+    _log_timings(path, {f"epoch {r['epoch']}" + ("" if c == "seconds" else f" {c}"): float(r[c])
+                        for r in rows for c in timed if r[c] not in ("", "nan")})
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=[c for c in columns if c != "seconds"], lineterminator="\n",
+    writer = csv.DictWriter(buf, fieldnames=[c for c in columns if c not in TIMING_KEYS], lineterminator="\n",
                             extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)

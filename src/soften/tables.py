@@ -33,7 +33,10 @@ from soften import published as pubs
 from soften.io import save_text
 
 ROW_KEYS = ["dataset", "noise", "arch", "method"]
-PART_OF = {"best": "Best", "final": "Final"}
+PART_OF = {"best": "Best", "best_test": "Best(test)", "final": "Final"}
+#: The checkpoints each part is made of (Diff = Best − Final, per seed).
+CKPTS_OF = {"Best": ("best",), "Best(test)": ("best_test",), "Final": ("final",), "Diff": ("best", "final"),
+            "Diff(test)": ("best_test", "final"), "value": ("final",)}
 #: |Δ| within which a comparable cell counts as reproduced, per value kind.
 TOLERANCE = {"percent": 1.0, "ece": 0.01}
 
@@ -137,30 +140,30 @@ def aggregate(ms: list[Measurement], parts: list[str], ddof: int) -> dict[tuple,
     for key, columns in by_row.items():
         cells = out.setdefault(key, {})
         for (column, _), per_ckpt in columns.items():
-            best, final = per_ckpt.get("best", {}), per_ckpt.get("final", {})
             for part in parts:
-                if part == "Best":
-                    cells[(column, part)] = _stats(list(best.values()), ddof)
-                elif part == "Final":
-                    cells[(column, part)] = _stats(list(final.values()), ddof)
-                elif part == "Diff":
-                    paired = sorted(set(best) & set(final))
-                    cell = _stats([best[s] - final[s] for s in paired], ddof)
-                    if set(best) != set(final):
-                        cell = Cell(None, None, 0, f"seeds differ: best {len(best)}, final {len(final)}")
-                    cells[(column, part)] = cell
-                elif part == "value":
-                    cells[(column, part)] = _stats(list(final.values()), ddof)
+                ckpts = CKPTS_OF[part]
+                if len(ckpts) == 1:
+                    cells[(column, part)] = _stats(list(per_ckpt.get(ckpts[0], {}).values()), ddof)
+                    continue
+                best, final = per_ckpt.get(ckpts[0], {}), per_ckpt.get(ckpts[1], {})
+                paired = sorted(set(best) & set(final))
+                cell = _stats([best[s] - final[s] for s in paired], ddof)
+                if set(best) != set(final):
+                    cell = Cell(None, None, 0, f"seeds differ: best {len(best)}, final {len(final)}")
+                cells[(column, part)] = cell
     return out
 
 
 def parts_of(spec: dict[str, Any]) -> list[str]:
-    """Sub-columns per column: Best and/or Final (the experiment's checkpoints), plus Diff when both."""
+    """Sub-columns per column: Best, Best(test) and/or Final (the experiment's checkpoints), plus
+    Diff (and Diff(test)) when a Best and Final are both there."""
     if spec["kind"] == "noise-gap":
         return ["value"]
     ckpts = spec.get("checkpoints", ["best", "final"])
-    parts = [PART_OF[c] for c in ("best", "final") if c in ckpts]
-    return parts + (["Diff"] if len(parts) == 2 else [])
+    parts = [PART_OF[c] for c in ("best", "best_test", "final") if c in ckpts]
+    if "final" in ckpts:
+        parts += [d for d, b in (("Diff", "best"), ("Diff(test)", "best_test")) if b in ckpts]
+    return parts
 
 
 def _fmt(value: float | None, digits: int) -> str:
@@ -314,9 +317,10 @@ def _compare(table: dict[str, Any], key: tuple, info: dict[str, Any], cells: dic
         if not sample:
             continue
         for p in parts:
-            ckpt = {"Best": "best", "Final": "final", "value": "final"}.get(p)
+            ckpts = CKPTS_OF[p]
+            ckpt = ckpts[0] if len(ckpts) == 1 else None
             single = table["parts"] == ["value"]  # one value per cell, pinned to a checkpoint
-            if single and p == "Diff":
+            if single and ckpt is None:
                 continue
             pub_col = pubs.match_column(table, sample[0].measure, ckpt if single else None)
             if pub_col is None:
@@ -324,9 +328,10 @@ def _compare(table: dict[str, Any], key: tuple, info: dict[str, Any], cells: dic
             published = pubs.published_cell(table, pub_row, pub_col, p)
             if published is None:
                 continue
-            relevant = [m for m in sample if p in ("Diff", "value") or m.checkpoint == ckpt] or sample
+            relevant = [m for m in sample if p == "value" or m.checkpoint in ckpts] or sample
             why = sorted({w for m in relevant for w in pubs.not_comparable(
-                table, dataset=key[0], run_spec=m.run_spec, n=m.n, params=m.params or None, configured=m.measure)})
+                table, dataset=key[0], run_spec=m.run_spec, n=m.n, params=m.params or None, configured=m.measure,
+                checkpoint=m.checkpoint if p != "value" else None)})
             seeds_needed = table["setting"].get("seeds")
             cell = cells[(c, p)]
             if seeds_needed and cell.seeds < seeds_needed:
@@ -352,7 +357,7 @@ def _markdown(spec, table, blocks, comparisons, value_kind, ddof) -> str:
     for title, header, lines in blocks:
         parts.append(f"### {title}\n")
         parts.append(tabulate(lines, headers=header, tablefmt="github", stralign="right", disable_numparse=True) + "\n")
-    notes = [NOTES[spec["kind"]]]
+    notes = [NOTES[spec["kind"]], *_protocol_legend(spec)]
     std = "population std (ddof=0), as the paper's" if ddof == 0 else "sample std (ddof=1)"
     notes.append(f"Mean ± {std} over seeds; 'seeds' counts them (a value without ± is one seed).")
     if table:
@@ -364,6 +369,8 @@ def _markdown(spec, table, blocks, comparisons, value_kind, ddof) -> str:
                      f"'↳ Δ' is reproduced − published.")
         if table.get("note"):
             notes.append(f"*Paper note:* {' '.join(table['note'].split())}")
+        if pubs.protocol(table).get("note"):
+            notes.append(f"*The authors' code:* {' '.join(pubs.protocol(table)['note'].split())}")
         shown = {(k[0], k[2], k[3]) for k in comparisons if comparisons[k]}
         for pub in table["rows"]:
             if pub.get("sic") and (pub["dataset"], pub["arch"], pub["method"]) in shown:
@@ -379,6 +386,27 @@ def _markdown(spec, table, blocks, comparisons, value_kind, ddof) -> str:
     if spec.get("note"):
         notes.append(" ".join(spec["note"].split()))
     return "\n".join(parts) + "\n" + "\n\n".join(notes) + "\n"
+
+
+def _protocol_legend(spec: dict[str, Any]) -> list[str]:
+    """What 'Best(test)' and each non-default attack protocol among the columns mean."""
+    out = []
+    if "best_test" in spec.get("checkpoints", []):
+        out.append("Best = Best (val): chosen on the held-out validation split (soften's rule). Best(test) = "
+                   "Best (test, as the authors' code): the epoch with the highest PGD-10 accuracy on the whole test "
+                   "set; Diff(test) = Best(test) − Final.")
+    configs = spec.get("attack_configs") or {}
+    for name, params in ((n, configs[n]) for n in (spec.get("attacks") or configs) if n in configs):
+        if params.get("version") == "torchattacks-3.3":
+            out.append(f"'{name}' = AutoAttack as ADR's code (robust_eval.py: torchattacks 3.3.0's standard "
+                       "version: 10 iterations, n_classes − 1 targets); a plain 'autoattack' column is AA standard "
+                       "(the reference package).")
+        elif params.get("kind") == "pgd" and ("eps" in params or "alpha" in params):
+            eps, alpha = params.get("eps"), params.get("alpha")
+            out.append(f"'{name}' = PGD-{params.get('steps', 20)} with"
+                       + (f" eps {eps:.4g}" if eps is not None else "") + (f", step {alpha:.4g}" if alpha else "")
+                       + " (as the authors' script).")
+    return out
 
 
 NOTES = {
@@ -415,7 +443,7 @@ def _latex_table(header: list[str], lines: list[list[Any]], caption: str) -> str
     groups: list[tuple[str, list[int]]] = []
     for i, h in enumerate(header):
         label, _, part = str(h).rpartition(" ")
-        label = label if part in ("Best", "Final", "Diff") and i > 0 else ""
+        label = label if part in ("Best", "Final", "Diff", "Best(test)", "Diff(test)") and i > 0 else ""
         if label and groups and groups[-1][0] == label:
             groups[-1][1].append(i)
         else:

@@ -2,6 +2,7 @@
 # with the same command resumes from last.pt (kept out of the declared outputs
 # so Snakemake never deletes it). Distillation methods (kd-at, kd-swa) declare
 # their teachers' best.pt as inputs, so the teacher runs are trained first.
+# best_test.pt is an output only where training.select_on includes test.
 
 
 rule train:
@@ -10,8 +11,10 @@ rule train:
         noise=rules.noise.output.npz,
         teachers=lambda wc: J.teacher_checkpoints(CFG, wc_run(wc)),
     output:
-        best=checkpoint_output(L.checkpoint_path(CFG, W, "best")),
-        final=checkpoint_output(L.checkpoint_path(CFG, W, "final")),
+        **{
+            c: checkpoint_output(L.checkpoint_path(CFG, W, c))
+            for c in L.train_checkpoints(CFG)
+        },
         history=L.history_path(CFG, W),
     log:
         L.run_log_path(CFG, "train", W),
