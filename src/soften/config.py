@@ -487,6 +487,10 @@ def resolve_run(cfg: dict[str, Any], dataset: str, noise: str, arch: str, method
         raise ConfigError(f"dataset {dataset!r} has no entry under 'datasets'")
     entry = cfg["datasets"][dataset]
     training = {**TRAINING_DEFAULTS, **cfg.get("training", {}), **entry.get("training", {})}
+    if training["select_on"] == TRAINING_DEFAULTS["select_on"]:
+        # The default leaves the spec as it was before the setting existed: such runs
+        # keep their resume state, their DVC stage and their recorded results.
+        del training["select_on"]
     teacher_chain(cfg, dataset, method)
     base, _ = layout.variant(cfg, method)
     params = run_method_params(cfg, dataset, method)

@@ -80,9 +80,10 @@ log = logging.getLogger("soften.train")
 HISTORY_COLUMNS = [
     "epoch", "lr", "train_loss", "train_batch_acc", "train_clean_acc", "train_robust_acc",
     "val_clean_acc", "val_robust_acc", "test_clean_acc", "test_robust_acc", "grad_norm", "seconds",
-    # select_on test: the whole test set's accuracies that choose best_test.pt, and their cost.
-    "select_test_clean_acc", "select_test_robust_acc", "select_test_seconds",
 ]
+#: Added after those where the run keeps best_test.pt (select_on test): the whole test set's
+#: accuracies that choose it, and their cost. Other runs' histories stay as they were.
+SELECT_TEST_COLUMNS = ["select_test_clean_acc", "select_test_robust_acc", "select_test_seconds"]
 
 
 #: Taken (flock) by the train process working in a run folder.
@@ -132,7 +133,9 @@ def monitor_curves(epoch: int, tr: dict[str, Any], measure) -> tuple[float, floa
 
 def history_csv(history: list[dict[str, Any]]) -> str:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
+    selects = bool(history) and SELECT_TEST_COLUMNS[0] in history[0]
+    writer = csv.DictWriter(buf, fieldnames=HISTORY_COLUMNS + (SELECT_TEST_COLUMNS if selects else []),
+                            lineterminator="\n")
     writer.writeheader()
     writer.writerows(history)
     return buf.getvalue()
@@ -478,12 +481,11 @@ def monitor(run: Run, epoch: int, stats: EpochStats, lr: float) -> dict[str, Any
 
 def select_on_test(run: Run, epoch: int, evaluated, mon: dict[str, Any], test_clean: float,
                    test_robust: float) -> dict[str, float]:
-    """The whole test set's clean and robust accuracy that choose best_test.pt (NaN when
+    """The whole test set's clean and robust accuracy that choose best_test.pt (nothing when
     the run does not keep one). Read off this epoch's test monitoring when that covered
     the whole test set; otherwise measured (its seconds recorded: the price of the protocol)."""
     if run.test_select is None:
-        return {"select_test_clean_acc": float("nan"), "select_test_robust_acc": float("nan"),
-                "select_test_seconds": float("nan")}
+        return {}
     if len(run.test_monitor) == len(run.test_select) and not math.isnan(test_clean):
         return {"select_test_clean_acc": test_clean, "select_test_robust_acc": test_robust, "select_test_seconds": 0.0}
     start = time.time()
