@@ -11,10 +11,7 @@ rule train:
         noise=rules.noise.output.npz,
         teachers=lambda wc: J.teacher_checkpoints(CFG, wc_run(wc)),
     output:
-        **{
-            c: checkpoint_output(L.checkpoint_path(CFG, W, c))
-            for c in L.train_checkpoints(CFG)
-        },
+        **{c: checkpoint_output(L.checkpoint_path(CFG, W, c)) for c in L.train_checkpoints(CFG)},
         history=L.history_path(CFG, W),
     log:
         L.run_log_path(CFG, "train", W),
