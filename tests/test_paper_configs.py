@@ -174,3 +174,38 @@ def test_required_runs_of_the_paper_configs():
     # ADR: 12 + 30 + 12 + 8 (Tab. 2/4/7 add 30, 12 and 8 runs to Tab. 1's 12) + 0.
     assert len(required_runs(load_config(REPO / "config" / "adr.yaml"))) == 62
     assert len(layout.grid_runs(load_config(REPO / "config" / "adr.yaml"))) == 62
+
+
+# ------------------------------------------------------------------ protocols (docs/evaluation.md)
+
+def test_paper_configs_run_both_protocols(sglr, adr):
+    """Best on validation and on the test set (as devicerxx/SGLS main_adv.py and yuyuwu5/ADR
+    advTrainer.py select); SGLR's PGD-20 also as its pgd_attack.py (eps 0.031, step 0.003)."""
+    for cfg in (sglr, adr):
+        assert cfg["training"]["select_on"] == ["validation", "test"]
+        for name, exp in cfg["experiments"].items():
+            if exp.get("published") and exp["kind"] != "noise-gap":
+                assert {"best", "best_test"} <= set(exp["checkpoints"]), name
+    code = resolve_eval(sglr, "cifar10", "pgd20-sgls-code")["params"]
+    assert (code["steps"], code["eps"], code["alpha"]) == (20, 0.031, 0.003)
+    for name in ("tab2", "tab3", "tab4", "tabB4"):
+        assert {"pgd20", "pgd20-sgls-code"} <= set(sglr["experiments"][name]["attacks"])
+    for dataset in ("cifar10", "cifar100", "tinyimagenet"):
+        assert resolve_eval(adr, dataset, "aa-adr-code")["params"]["version"] == "torchattacks-3.3"
+
+
+def test_snakemake_plans_adr_code_autoattack_for_every_autoattack_table():
+    """Every ADR table that reports AutoAttack (1, 2, 4) gets torchattacks-3.3 evaluations on the
+    checkpoints it shows, beside the standard ones; the train jobs write best_test.pt."""
+    cfg = load_config(REPO / "config" / "adr.yaml")
+    out = dry_run("adr.yaml", "all")
+    planned = set(re.findall(r"(\S+/eval/\S+-aa(?:-adr-code)?\.json)", out))
+    for name in ("tab1", "tab2", "tab4"):
+        exp = cfg["experiments"][name]
+        assert "aa" in exp["attacks"] and "aa-adr-code" in exp["attacks"]
+        for run in layout.experiment_runs(cfg, name):
+            for ckpt in exp["checkpoints"]:
+                assert layout.eval_path(cfg, run, ckpt, "aa-adr-code") in planned
+                assert layout.eval_path(cfg, run, ckpt, "aa") in planned
+    assert not any("-aa-adr-code" in p for p in planned if "/seed1/" in p)   # Tab. 7 (seeds 1-4) reports no AA
+    assert len(re.findall(r"\S+/best_test\.pt", out)) >= len(required_runs(cfg))

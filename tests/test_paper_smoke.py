@@ -115,6 +115,12 @@ def test_sglr_config_smoke_end_to_end(archives, tmp_path):
     assert list(results.rglob("calibration/*.json"))
     noise = json.loads((tmp_path / "resources-smoke" / "noise" / "cifar10" / "asymmetric-0.4.json").read_text())
     assert noise["kind"] == "asymmetric"
+    # Both protocols (docs/evaluation.md): Best on validation and on the test set; PGD-20 as the paper
+    # states and as the authors' pgd_attack.py (eps 0.031, step 0.003).
+    for name in ("tab2", "tab3", "tab4", "tabB1", "tabB3", "tabB4"):
+        assert "Best(test)" in tables[name] and "(the authors' code: on the test set)" in tables[name], name
+    code = eval_records(results, "eval/best_test-pgd20-sgls-code.json")
+    assert code and all((r["params"]["eps"], r["params"]["alpha"]) == (0.031, 0.003) for r in code)
 
 
 def test_adr_config_smoke_end_to_end(archives, tmp_path):
@@ -129,6 +135,15 @@ def test_adr_config_smoke_end_to_end(archives, tmp_path):
     assert len(pgd100) == 10 and {r["seed"] for r in pgd100} == {0, 1, 2, 3, 4}          # Tab. 7: five runs each
     sanity = eval_records(results, "sanity/*.json")
     assert len(sanity) == 1 and sanity[0]["method"] == "pgd-at+adr"
+    # Both protocols: Best on validation and on the test set; AutoAttack standard and as ADR's
+    # robust_eval.py (torchattacks 3.3.0), the smoke scale's cut recorded.
+    assert len(eval_records(results, "eval/best_test-pgd100.json")) == 10
+    code = eval_records(results, "eval/*-aa-adr-code.json")
+    assert {r["checkpoint"] for r in code} == {"best", "best_test", "final"}
+    assert all(r["params"]["version"] == "torchattacks-3.3" for r in code)
+    assert all(r["params"]["settings"] == SMOKE["torchattacks_settings"] for r in code)
+    for name in ("tab1", "tab2", "tab4"):
+        assert "aa-adr-code" in tables[name] and "(the authors' code: torchattacks-3.3)" in tables[name], name
 
 
 def test_cifar10_mini_config_smoke_end_to_end(tmp_path):

@@ -465,7 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
              "state_dict, and a model.py that loads it without soften", cmd_export_robustbench, "export-robustbench")
     s.add_argument("run_dir", metavar="RUN_DIR", help="a trained and evaluated run, e.g. results/sglr/cifar10/none/resnet18/pgd-at+sglr/seed0")
     s.add_argument("--out", required=True, metavar="DIR", help="output directory (created)")
-    s.add_argument("--checkpoint", choices=["best", "final"], default="best", help="which checkpoint (default best)")
+    s.add_argument("--checkpoint", choices=["best", "best_test", "final"], default="best", help="which checkpoint (default best)")
     s.add_argument("--name", help="model name (default soften_<dataset>_<noise>_<arch>_<method>_seed<k>_<checkpoint>)")
     s.add_argument("--link", help="paper URL for the card (default: the method's paper, SGLR or ADR)")
     s.add_argument("--title", help="paper title for the card's 'name' field")

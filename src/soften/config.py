@@ -50,6 +50,10 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "compile": False,          # torch.compile the model: true (inductor) or a backend name (speed only)
     "optimizer_kernel": "auto",  # SGD kernel: fused on CUDA, PyTorch's default on CPU (speed only)
     "val_attack_steps": 10,    # ADR §5.1: PGD-10 on the validation set selects the best checkpoint
+    # Checkpoint selection: validation -> best.pt (soften's rule); adding test also keeps
+    # best_test.pt, chosen by PGD-10 on the whole test set each epoch, as the authors' code
+    # (SGLR main_adv.py, ADR advTrainer.py; docs/evaluation.md "Protocols").
+    "select_on": ["validation"],
     "test_subset": 1000,       # test examples monitored per epoch, for the curves only (None = all)
     "monitor_every": 1,        # epochs between test/train monitoring (curves only; validation runs every epoch)
     "eval_batch_size": 256,    # monitoring batch size (speed only)
@@ -59,7 +63,8 @@ TRAINING_SOURCES: dict[str, str] = {
     "epochs": "SGLR §4, ADR §5.1", "batch_size": "ADR §5.1", "lr": "SGLR §4, ADR §5.1",
     "momentum": "SGLR §4, ADR §5.1", "weight_decay": "SGLR §4, ADR §5.1", "nesterov": "SGLR §4",
     "lr_milestones": "SGLR §4", "lr_gamma": "SGLR §4, ADR §5.1", "attack_bn_mode": "reference code (docs/methods.md)",
-    "amp": "soften (speed; evaluation is fp32)", "val_attack_steps": "ADR §5.1", "test_subset": "soften (curves only)",
+    "amp": "soften (speed; evaluation is fp32)", "val_attack_steps": "ADR §5.1",
+    "select_on": "soften (validation); test = the authors' code (docs/evaluation.md)", "test_subset": "soften (curves only)",
     "monitor_every": "soften (curves only)",
     "eval_batch_size": "soften (speed)", "nan_check_every": "soften (speed)",
     "channels_last": "soften (speed)", "compile": "soften (speed)", "optimizer_kernel": "soften (speed)",
@@ -83,6 +88,9 @@ SMOKE: dict[str, Any] = {
     # budgets: at full budget one surviving point costs WRN-34-10 ~25 CPU-minutes.
     "autoattack_settings": {"apgd.n_iter": 2, "apgd_targeted.n_iter": 2, "apgd_targeted.n_target_classes": 1,
                             "fab.n_iter": 2, "fab.n_target_classes": 1, "square.n_queries": 10},
+    # The same cut for ``version: torchattacks-3.3`` (torchattacks' attribute names).
+    "torchattacks_settings": {"apgd.steps": 2, "apgd_targeted.steps": 2, "apgd_targeted.n_target_classes": 1,
+                              "fab.steps": 2, "fab.n_target_classes": 1, "square.n_queries": 10},
     "threads": 1,
 }
 
@@ -263,6 +271,8 @@ def smoke_attack(params: dict[str, Any]) -> dict[str, Any]:
     Square's budgets cut (recorded as ``settings``, so tables mark the cells)."""
     if params["kind"] in ("pgd", "cw"):
         return {**params, "steps": min(int(params.get("steps", 20)), SMOKE["attack_steps"])}
+    if params["kind"] == "autoattack" and params.get("version") == "torchattacks-3.3":
+        return {**params, "settings": {**SMOKE["torchattacks_settings"], **(params.get("settings") or {})}}
     if params["kind"] in ("autoattack", "square"):
         names = {"square"} if params["kind"] == "square" else {"apgd", "apgd_targeted", "fab", "square"}
         cut = {k: v for k, v in SMOKE["autoattack_settings"].items() if k.split(".")[0] in names}
@@ -284,6 +294,9 @@ def check_references(cfg: dict[str, Any]) -> None:
     for name, entry in cfg["datasets"].items():
         if entry["source"] not in BUILDERS:
             raise ConfigError(f"invalid config at 'datasets/{name}/source': unknown source {entry['source']!r}; known: {sorted(BUILDERS)}")
+        if "select_on" in (entry.get("training") or {}):
+            raise ConfigError(f"invalid config at 'datasets/{name}/training/select_on': checkpoint selection is "
+                              "set once, under the top-level 'training' (it decides every train job's outputs)")
     for name, v in cfg.get("variants", {}).items():
         _check_variant(cfg, name, v)
     for name, attack in cfg["evaluation"]["attacks"].items():
@@ -365,6 +378,14 @@ def _check_attack(where: str, attack: dict[str, Any], kinds: tuple[str, ...] | N
     if unknown:
         raise ConfigError(f"invalid config at '{where}': unknown keys {unknown} for kind {kind!r}; "
                           f"known: {sorted(KIND_PARAMS[kind] | SHARED_KEYS)}")
+    if attack.get("version") == "torchattacks-3.3" and (kind != "autoattack" or "attacks" in attack):
+        raise ConfigError(f"invalid config at '{where}/version': torchattacks-3.3 is a whole AutoAttack "
+                          "(kind autoattack, no 'attacks' subset), as ADR's robust_eval.py runs it")
+
+
+def selection(cfg: dict[str, Any]) -> list[str]:
+    """The config's checkpoint selection rules (``training.select_on``)."""
+    return list((cfg.get("training") or {}).get("select_on", TRAINING_DEFAULTS["select_on"]))
 
 
 def _check_experiment(cfg: dict[str, Any], name: str, exp: dict[str, Any]) -> None:
@@ -383,6 +404,9 @@ def _check_experiment(cfg: dict[str, Any], name: str, exp: dict[str, Any]) -> No
         _check_method(cfg, f"{where}/methods", method)
         for dataset in exp["datasets"]:
             teacher_chain(cfg, dataset, method)
+    if "best_test" in exp["checkpoints"] and "test" not in selection(cfg):
+        raise ConfigError(f"invalid config at '{where}/checkpoints': best_test needs training.select_on: "
+                          "[validation, test] (the train jobs keep best_test.pt only then)")
     kind = exp["kind"]
     if kind in ("accuracy", "transfer") and not exp.get("attacks"):
         raise ConfigError(f"invalid config at '{where}/attacks': a {kind} experiment names its attacks")
@@ -488,6 +512,10 @@ def resolve_run(cfg: dict[str, Any], dataset: str, noise: str, arch: str, method
         raise ConfigError(f"dataset {dataset!r} has no entry under 'datasets'")
     entry = cfg["datasets"][dataset]
     training = {**TRAINING_DEFAULTS, **cfg.get("training", {}), **entry.get("training", {})}
+    if training["select_on"] == TRAINING_DEFAULTS["select_on"]:
+        # The default leaves the spec as it was before the setting existed: such runs
+        # keep their resume state, their DVC stage and their recorded results.
+        del training["select_on"]
     teacher_chain(cfg, dataset, method)
     base, _ = layout.variant(cfg, method)
     params = run_method_params(cfg, dataset, method)

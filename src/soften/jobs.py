@@ -271,7 +271,7 @@ def all_jobs(cfg: dict[str, Any]) -> list[Job]:
         jobs.append(Job("train", r.label, r.wildcards(),
                         {"npz": [L.dataset_path(cfg, r.dataset)], "noise": [L.noise_path(cfg, r.dataset, r.noise)],
                          "teachers": ix.teacher_checkpoints(r)},
-                        {"best": [L.checkpoint_path(cfg, r, "best")], "final": [L.checkpoint_path(cfg, r, "final")],
+                        {**{c: [L.checkpoint_path(cfg, r, c)] for c in L.train_checkpoints(cfg)},
                          "history": [L.history_path(cfg, r)]},
                         {"spec": ix.run_spec(r), "out": L.run_dir(cfg, r)}))
     npz = lambda r: [L.dataset_path(cfg, r.dataset)]  # noqa: E731

@@ -11,7 +11,10 @@ Vocabulary:
   variant from the config's ``variants:`` section (``sglr-r0.4-T2``);
 - an **experiment** is one named entry of ``experiments:``, usually one table
   of a paper: a grid of runs plus what is measured on them (``kind``);
-- **checkpoints** are ``best`` (chosen on validation) and ``final``.
+- **checkpoints** are ``best`` (chosen on validation), ``final``, and, where the
+  config's ``training.select_on`` includes ``test``, ``best_test`` (chosen on the
+  whole test set, as the papers' code did; named with ``_`` so that a checkpoint
+  never reads as a prefix of another in ``<ckpt>-<attack>`` file names).
 
 Every function takes an already validated config (``soften.config``).
 """
@@ -28,7 +31,7 @@ from soften.noise import NOISE_REGEX
 
 #: What an experiment measures, and so which stage feeds its table.
 EXPERIMENT_KINDS = ("accuracy", "transfer", "calibration", "sanity", "noise-gap")
-CHECKPOINTS = ("best", "final")
+CHECKPOINTS = ("best", "best_test", "final")
 #: Attack kinds always evaluated one job per (run, checkpoint, attack): they cost
 #: minutes to hours each at paper scale, so adding another attack must not re-run them.
 OWN_JOB_KINDS = ("autoattack", "square")
@@ -118,7 +121,7 @@ def run_dir(cfg: dict[str, Any], run: Run) -> str:
 
 
 def checkpoint_path(cfg: dict[str, Any], run: Run, ckpt: str) -> str:
-    """``best.pt`` (chosen on validation) or ``final.pt`` (last epoch) of a run."""
+    """``best.pt`` (chosen on validation), ``best_test.pt`` (on the test set) or ``final.pt`` (last epoch) of a run."""
     return f"{run_dir(cfg, run)}/{ckpt}.pt"
 
 
@@ -201,6 +204,13 @@ def run_log_path(cfg: dict[str, Any], stage: str, run: Run, *parts: str) -> str:
 
 
 # ------------------------------------------------------------------ the grid
+
+def train_checkpoints(cfg: dict[str, Any]) -> list[str]:
+    """The checkpoints every train job writes: best and final, and best_test where the
+    config selects on the test set too (``training.select_on``)."""
+    select_on = (cfg.get("training") or {}).get("select_on", ["validation"])
+    return [c for c in CHECKPOINTS if c != "best_test" or "test" in select_on]
+
 
 def experiment_runs(cfg: dict[str, Any], name: str) -> list[Run]:
     """The runs of one experiment, in grid order (dataset, noise, arch, method, seed)."""

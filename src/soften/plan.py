@@ -23,8 +23,10 @@ The cost model (docs/performance.md shows it worked through):
   a sum of per-component costs in forward-pass units (:data:`COMPONENT_COST`):
   a PGD-10 step is 10 x (forward + input-backward) + forward + backward = 23 units;
 - per-epoch monitoring (clean + PGD on 3 x 1,000 images; clean only for standard
-  training), and the evaluation stages, in the same units, AutoAttack from the
-  benchmark's measured minutes (or :data:`AA_UNITS`).
+  training; plus PGD on the whole test set where ``training.select_on`` keeps
+  best_test.pt), and the evaluation stages, in the same units (every checkpoint an
+  experiment lists, best_test included), AutoAttack from the benchmark's measured
+  minutes (or :data:`AA_UNITS`), torchattacks' version scaled by its units.
 
 Every cost is given twice: training in fp32 (the papers' numerics and the paper
 files' ``amp: off``) and in bf16 (``amp: bf16``): the training steps scaled by the
@@ -87,6 +89,16 @@ COMPONENT_COST = {
 #: Square 5000 forwards on 49% (survivor fractions: soften.bench.AA_TYPICAL_SURVIVORS).
 AA_UNITS = 0.84 * 200 + 0.52 * 1800 + 0.49 * 2700 + 0.49 * 5000
 SQUARE_UNITS = 0.49 * 5000
+#: Classes per dataset source: torchattacks' AutoAttack targets all other classes.
+DATASET_CLASSES = {"cifar10": 10, "cifar100": 100, "svhn": 10, "tinyimagenet": 200, "cifar10-mini": 10, "digits": 10}
+
+
+def aa_torchattacks_units(classes: int) -> float:
+    """``version: torchattacks-3.3`` (ADR's robust_eval.py) in the units of :data:`AA_UNITS`:
+    10 iterations for APGD-CE, APGD-T and FAB-T, ``classes - 1`` targets, Square 5000 queries,
+    on the same survivor fractions."""
+    targets = classes - 1
+    return 0.84 * 20 + 0.52 * targets * 20 + 0.49 * targets * 30 + 0.49 * 5000
 MONITOR_IMAGES = 3000
 
 
@@ -228,6 +240,8 @@ def train_hours(cfg: dict[str, Any], run: layout.Run, figures: Figures, precisio
     else:
         test = tr["test_subset"] or 10_000
         monitored, units = val + test + (tr["test_subset"] or val or 1000), 2 * tr["val_attack_steps"] + 2
+        if "test" in tr.get("select_on", []) and (tr["test_subset"] is not None or tr["monitor_every"] > 1):
+            monitored += 10_000  # best_test.pt: PGD on the whole test set every epoch (docs/evaluation.md)
     monitor = monitored * units * _monitor_unit_s(run.arch, figures) * pixels
     return tr["epochs"] * (step + monitor) / 3600
 
@@ -254,10 +268,14 @@ def _attack_units(params: dict[str, Any]) -> float:
 def attack_hours(cfg: dict[str, Any], run: layout.Run, params: dict[str, Any], n: int | None, figures: Figures) -> float:
     _, pixels = _images(cfg, run.dataset)
     n = n or 10_000
+    units = _attack_units(params)
+    if params["kind"] == "autoattack" and params.get("version") == "torchattacks-3.3":
+        source = cfg["datasets"][run.dataset]["source"]
+        units = aa_torchattacks_units(DATASET_CLASSES.get(source, DATASET_CLASSES.get(run.dataset, 10)))
     if params["kind"] == "autoattack" and figures.aa_minutes_10k is not None:
-        scale = figures.arch_epoch_s(run.arch) / figures.arch_epoch_s("resnet18")
+        scale = figures.arch_epoch_s(run.arch) / figures.arch_epoch_s("resnet18") * units / AA_UNITS
         return figures.aa_minutes_10k * 60 * scale * pixels * n / 10_000 / 3600
-    return n * _attack_units(params) * figures.unit_s(run.arch) * pixels / 3600
+    return n * units * figures.unit_s(run.arch) * pixels / 3600
 
 
 def evaluation_jobs(cfg: dict[str, Any], name: str, figures: Figures) -> list[tuple[layout.Run, str, float]]:

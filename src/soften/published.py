@@ -7,7 +7,11 @@ row varies) and the column (what was measured: attack kind and steps, AutoAttack
 version, transfer source, calibration input or noise setting) match. It is then
 *comparable* only if the whole setting matches too: the run's epochs and eps, its
 training precision (the papers train in fp32; a bf16 or fp16 run is not comparable),
-the number of test images, and the attack's budget. Otherwise the table prints the
+the number of test images, and the attack's budget, and the *protocol*: a table's
+``protocol`` block records how the authors' code measured it (which checkpoint
+is "Best", which AutoAttack implementation, which PGD step), and a cell measured
+another way (soften's validation-selected Best beside a paper whose code chose
+on the test set, say) is not comparable either. Otherwise the table prints the
 paper's value with the reasons it is not comparable, and no difference.
 """
 
@@ -22,6 +26,12 @@ from typing import Any
 import yaml
 
 TOLERANCE_EPS = 1e-6
+#: The checkpoint selection rule behind each selected checkpoint (``training.select_on``).
+SELECTION = {"best": "validation", "best_test": "test"}
+#: Which published checkpoint a reproduced one stands for: both selections are a "Best".
+ROLE = {"best": "best", "best_test": "best", "final": "final"}
+#: AutoAttack implementations that are the "standard" version the papers name.
+AA_STANDARD = {"standard": "standard", "torchattacks-3.3": "standard"}
 
 
 @functools.lru_cache(maxsize=1)
@@ -100,22 +110,25 @@ def match_column(table: dict[str, Any], measure: dict[str, Any], checkpoint: str
             continue
         if "steps" in col and int(measure.get("steps", -1)) != int(col["steps"]):
             continue
-        if "version" in col and measure.get("version", "standard") != col["version"]:
+        version = measure.get("version", "standard")
+        if "version" in col and AA_STANDARD.get(version, version) != col["version"]:
             continue
         if "source" in col and not all(measure.get("source", {}).get(k) == v for k, v in col["source"].items()):
             continue
-        if checkpoint is not None and col.get("checkpoint", checkpoint) != checkpoint:
+        if checkpoint is not None and col.get("checkpoint", ROLE.get(checkpoint, checkpoint)) != ROLE.get(checkpoint, checkpoint):
             continue
         return name
     return None
 
 
 def published_cell(table: dict[str, Any], pub_row: dict[str, Any], column: str, part: str) -> Published | None:
-    """The published value of one cell: ``part`` is Best, Final, Diff, or 'value'."""
+    """The published value of one cell: ``part`` is Best, Final, Diff, or 'value'
+    (``Best(test)``/``Diff(test)``, soften's test-selected ones, stand for Best/Diff)."""
     values = pub_row.get(column)
     if values is None:
         return None
     parts = table["parts"]
+    part = part.removesuffix("(test)")
     if part in parts:
         return parse_value(values[parts.index(part)])
     if parts == ["value"]:
@@ -156,14 +169,17 @@ def trained_precision(run_spec: dict[str, Any]) -> str | None:
 
 
 def not_comparable(table: dict[str, Any], *, dataset: str, run_spec: dict[str, Any] | None, n: int | None,
-                   params: dict[str, Any] | None = None, configured: dict[str, Any] | None = None) -> list[str]:
+                   params: dict[str, Any] | None = None, configured: dict[str, Any] | None = None,
+                   checkpoint: str | None = None) -> list[str]:
     """Why a reproduced cell is not comparable with the paper's (empty: it is).
 
     ``run_spec``: the run's resolved spec (epochs, threat, scale, the recorded
     ``precision``); ``n``: test
     images the cell was measured on; ``params``: the attack as it ran;
-    ``configured``: the attack as the config names it (the smoke scale cuts steps)."""
-    why = []
+    ``configured``: the attack as the config names it (the smoke scale cuts steps);
+    ``checkpoint``: best, best_test or final (its selection rule against the
+    table's ``protocol``)."""
+    why = protocol_mismatches(table, params=params, checkpoint=checkpoint)
     setting = table["setting"]
     if run_spec is not None:
         if run_spec.get("scale", "full") != "full":
@@ -186,7 +202,9 @@ def not_comparable(table: dict[str, Any], *, dataset: str, run_spec: dict[str, A
         why.append(f"{n} of {setting['n_test']} test images")
     if params:
         eps = setting.get("eps")
-        if eps is not None and "eps" in params and not math.isclose(params["eps"], eps, abs_tol=TOLERANCE_EPS):
+        protocol_eps = (protocol(table).get("pgd") or {}).get("eps") if params.get("kind") == "pgd" else None
+        if eps is not None and "eps" in params and not any(
+                math.isclose(params["eps"], e, abs_tol=TOLERANCE_EPS) for e in (eps, protocol_eps) if e is not None):
             why.append(f"attack eps {params['eps']:.4g}")
         if configured and "steps" in params and int(params["steps"]) != int(configured.get("steps", params["steps"])):
             why.append(f"{params['steps']} of {configured['steps']} attack steps")
@@ -194,4 +212,42 @@ def not_comparable(table: dict[str, Any], *, dataset: str, run_spec: dict[str, A
             why.append("reduced budget (" + ", ".join(f"{k}={v}" for k, v in params["settings"].items()) + ")")
         if params.get("kind") == "autoattack" and params.get("attacks"):
             why.append("AutoAttack subset " + "+".join(params["attacks"]))
+    return why
+
+
+# ------------------------------------------------------------------ protocols
+
+def protocol(table: dict[str, Any]) -> dict[str, Any]:
+    """How the authors' code measured a table (``protocol`` in paper_numbers.yaml): ``selection``
+    (validation or test), ``autoattack`` (standard or torchattacks-3.3), ``pgd`` ({eps, alpha}
+    of the evaluation PGD, where the code's differ from the paper's text); absent keys: as
+    the paper states (soften's defaults)."""
+    return table.get("protocol") or {}
+
+
+def _pgd_text(eps: float, alpha: float | None) -> str:
+    step = f", step {alpha:.4g}" if alpha is not None else ""
+    return f"eps {eps:.4g}{step}"
+
+
+def protocol_mismatches(table: dict[str, Any], *, params: dict[str, Any] | None,
+                        checkpoint: str | None) -> list[str]:
+    """The ways a cell's measurement differs from the authors' code's (``protocol``)."""
+    proto, why = protocol(table), []
+    selection = SELECTION.get(checkpoint or "")
+    wanted = proto.get("selection")
+    if wanted and selection and selection != wanted:
+        why.append(f"Best chosen on the {selection} set (the authors' code: on the {wanted} set)")
+    params = params or {}
+    if params.get("kind") == "autoattack" and proto.get("autoattack"):
+        version = params.get("version", "standard")
+        if version != proto["autoattack"]:
+            why.append(f"AutoAttack {version} (the authors' code: {proto['autoattack']})")
+    pgd = proto.get("pgd")
+    if params.get("kind") == "pgd" and pgd and "eps" in params:
+        alpha = params.get("alpha", params["eps"] / 4)
+        same = math.isclose(params["eps"], pgd["eps"], abs_tol=TOLERANCE_EPS) and (
+            "alpha" not in pgd or math.isclose(alpha, pgd["alpha"], abs_tol=TOLERANCE_EPS))
+        if not same:
+            why.append(f"PGD {_pgd_text(params['eps'], alpha)} (the authors' script: {_pgd_text(pgd['eps'], pgd.get('alpha'))})")
     return why

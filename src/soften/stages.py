@@ -37,7 +37,7 @@ log = logging.getLogger("soften.stages")
 #: soften.training.loop, soften.evaluation.transfer): an output is then a function of the job's inputs,
 #: params and code, so a rerun reproduces its bytes, and ``dvc status`` after a
 #: Snakemake run (or ``snakemake -n`` after ``dvc repro``) finds nothing changed.
-TIMING_KEYS = frozenset({"seconds", "total_seconds"})
+TIMING_KEYS = frozenset({"seconds", "total_seconds", "select_test_seconds"})
 
 
 def _untimed(record: Any, where: str = "") -> tuple[Any, dict[str, Any]]:

@@ -36,7 +36,10 @@ from soften import verdicts
 from soften.io import save_text
 
 ROW_KEYS = ["dataset", "noise", "arch", "method"]
-PART_OF = {"best": "Best", "final": "Final"}
+PART_OF = {"best": "Best", "best_test": "Best(test)", "final": "Final"}
+#: The checkpoints each part is made of (Diff = Best − Final, per seed).
+CKPTS_OF = {"Best": ("best",), "Best(test)": ("best_test",), "Final": ("final",), "Diff": ("best", "final"),
+            "Diff(test)": ("best_test", "final"), "value": ("final",)}
 #: The config's ``verdicts`` section when a spec carries none (the schema's defaults):
 #: tolerance δ and prior seed std per value kind (accuracy: points, ece), and α.
 VERDICT_DEFAULTS = {"tolerance": {"accuracy": 1.0, "ece": 0.01}, "prior_std": {"accuracy": None, "ece": None},
@@ -155,30 +158,30 @@ def aggregate(ms: list[Measurement], parts: list[str], ddof: int) -> dict[tuple,
     for key, columns in by_row.items():
         cells = out.setdefault(key, {})
         for (column, _), per_ckpt in columns.items():
-            best, final = per_ckpt.get("best", {}), per_ckpt.get("final", {})
             for part in parts:
-                if part == "Best":
-                    cells[(column, part)] = _stats(best, ddof)
-                elif part == "Final":
-                    cells[(column, part)] = _stats(final, ddof)
-                elif part == "Diff":
-                    paired = sorted(set(best) & set(final))
-                    cell = _stats({s: best[s] - final[s] for s in paired}, ddof)
-                    if set(best) != set(final):
-                        cell = Cell(None, None, 0, f"seeds differ: best {len(best)}, final {len(final)}")
-                    cells[(column, part)] = cell
-                elif part == "value":
-                    cells[(column, part)] = _stats(final, ddof)
+                ckpts = CKPTS_OF[part]
+                if len(ckpts) == 1:
+                    cells[(column, part)] = _stats(per_ckpt.get(ckpts[0], {}), ddof)
+                    continue
+                best, final = per_ckpt.get(ckpts[0], {}), per_ckpt.get(ckpts[1], {})
+                paired = sorted(set(best) & set(final))
+                cell = _stats({s: best[s] - final[s] for s in paired}, ddof)
+                if set(best) != set(final):
+                    cell = Cell(None, None, 0, f"seeds differ: best {len(best)}, final {len(final)}")
+                cells[(column, part)] = cell
     return out
 
 
 def parts_of(spec: dict[str, Any]) -> list[str]:
-    """Sub-columns per column: Best and/or Final (the experiment's checkpoints), plus Diff when both."""
+    """Sub-columns per column: Best, Best(test) and/or Final (the experiment's checkpoints), plus
+    Diff (and Diff(test)) when a Best and Final are both there."""
     if spec["kind"] == "noise-gap":
         return ["value"]
     ckpts = spec.get("checkpoints", ["best", "final"])
-    parts = [PART_OF[c] for c in ("best", "final") if c in ckpts]
-    return parts + (["Diff"] if len(parts) == 2 else [])
+    parts = [PART_OF[c] for c in ("best", "best_test", "final") if c in ckpts]
+    if "final" in ckpts:
+        parts += [d for d, b in (("Diff", "best"), ("Diff(test)", "best_test")) if b in ckpts]
+    return parts
 
 
 def _fmt(value: float | None, digits: int) -> str:
@@ -348,7 +351,7 @@ def _cell_verdict(cell: Cell, published: pubs.Published, part: str, table: dict[
     """A comparable cell's verdict. A one-seed Diff is the difference of two accuracies of one
     run: its assumed std is the prior's times √2 (Best and Final taken as independent)."""
     prior = settings["prior_std"]
-    if prior is not None and part == "Diff":
+    if prior is not None and part in ("Diff", "Diff(test)"):
         prior = prior * math.sqrt(2)
     seeds = table["setting"].get("seeds")
     return verdicts.cell_verdict(list(cell.values.values()), published.value, settings["tolerance"],
@@ -372,9 +375,10 @@ def _compare(table: dict[str, Any], key: tuple, info: dict[str, Any], cells: dic
         if not sample:
             continue
         for p in parts:
-            ckpt = {"Best": "best", "Final": "final", "value": "final"}.get(p)
+            ckpts = CKPTS_OF[p]
+            ckpt = ckpts[0] if len(ckpts) == 1 else None
             single = table["parts"] == ["value"]  # one value per cell, pinned to a checkpoint
-            if single and p == "Diff":
+            if single and ckpt is None:
                 continue
             pub_col = pubs.match_column(table, sample[0].measure, ckpt if single else None)
             if pub_col is None:
@@ -382,9 +386,10 @@ def _compare(table: dict[str, Any], key: tuple, info: dict[str, Any], cells: dic
             published = pubs.published_cell(table, pub_row, pub_col, p)
             if published is None:
                 continue
-            relevant = [m for m in sample if p in ("Diff", "value") or m.checkpoint == ckpt] or sample
+            relevant = [m for m in sample if p == "value" or m.checkpoint in ckpts] or sample
             why = sorted({w for m in relevant for w in pubs.not_comparable(
-                table, dataset=key[0], run_spec=m.run_spec, n=m.n, params=m.params or None, configured=m.measure)})
+                table, dataset=key[0], run_spec=m.run_spec, n=m.n, params=m.params or None, configured=m.measure,
+                checkpoint=m.checkpoint if p != "value" else None)})
             paper_seeds = table["setting"].get("seeds")
             cell = cells[(c, p)]
             # Welch compares any ≥ 2 seeds with the paper's sample; one seed has no spread to compare.
@@ -413,7 +418,7 @@ def _markdown(spec, table, blocks, comparisons, value_kind, ddof, settings) -> s
     for title, header, lines in blocks:
         parts.append(f"### {title}\n")
         parts.append(tabulate(lines, headers=header, tablefmt="github", stralign="right", disable_numparse=True) + "\n")
-    notes = [NOTES[spec["kind"]]]
+    notes = [NOTES[spec["kind"]], *_protocol_legend(spec)]
     std = "population std (ddof=0), as the paper's" if ddof == 0 else "sample std (ddof=1)"
     notes.append(f"Mean ± {std} over seeds; 'seeds' counts them (a value without ± is one seed).")
     if table:
@@ -424,6 +429,8 @@ def _markdown(spec, table, blocks, comparisons, value_kind, ddof, settings) -> s
                      f"'↳ Δ' is reproduced − published.")
         if table.get("note"):
             notes.append(f"*Paper note:* {' '.join(table['note'].split())}")
+        if pubs.protocol(table).get("note"):
+            notes.append(f"*The authors' code:* {' '.join(pubs.protocol(table)['note'].split())}")
         shown = {(k[0], k[2], k[3]) for k in comparisons if comparisons[k]}
         for pub in table["rows"]:
             if pub.get("sic") and (pub["dataset"], pub["arch"], pub["method"]) in shown:
@@ -464,6 +471,27 @@ def summary_line(all_cmp: list[Comparison], value_kind: str, settings: dict[str,
             + ". Intervals, tests and seeds needed per cell: the .csv; how: docs/evaluation.md.")
 
 
+def _protocol_legend(spec: dict[str, Any]) -> list[str]:
+    """What 'Best(test)' and each non-default attack protocol among the columns mean."""
+    out = []
+    if "best_test" in spec.get("checkpoints", []):
+        out.append("Best = Best (val): chosen on the held-out validation split (soften's rule). Best(test) = "
+                   "Best (test, as the authors' code): the epoch with the highest PGD-10 accuracy on the whole test "
+                   "set; Diff(test) = Best(test) − Final.")
+    configs = spec.get("attack_configs") or {}
+    for name, params in ((n, configs[n]) for n in (spec.get("attacks") or configs) if n in configs):
+        if params.get("version") == "torchattacks-3.3":
+            out.append(f"'{name}' = AutoAttack as ADR's code (robust_eval.py: torchattacks 3.3.0's standard "
+                       "version: 10 iterations, n_classes − 1 targets); a plain 'autoattack' column is AA standard "
+                       "(the reference package).")
+        elif params.get("kind") == "pgd" and ("eps" in params or "alpha" in params):
+            eps, alpha = params.get("eps"), params.get("alpha")
+            out.append(f"'{name}' = PGD-{params.get('steps', 20)} with"
+                       + (f" eps {eps:.4g}" if eps is not None else "") + (f", step {alpha:.4g}" if alpha else "")
+                       + " (as the authors' script).")
+    return out
+
+
 NOTES = {
     "accuracy": ("Accuracy (%) on the test split. Best = the checkpoint with the highest validation robust accuracy "
                  "(validation clean accuracy for `standard`); Final = the last epoch; Diff = Best − Final, per seed."),
@@ -499,7 +527,7 @@ def _latex_table(header: list[str], lines: list[list[Any]], caption: str) -> str
     groups: list[tuple[str, list[int]]] = []
     for i, h in enumerate(header):
         label, _, part = str(h).rpartition(" ")
-        label = label if part in ("Best", "Final", "Diff") and i > 0 else ""
+        label = label if part in ("Best", "Final", "Diff", "Best(test)", "Diff(test)") and i > 0 else ""
         if label and groups and groups[-1][0] == label:
             groups[-1][1].append(i)
         else:

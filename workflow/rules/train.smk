@@ -2,7 +2,8 @@
 # with the same command resumes from last.pt (kept out of the declared outputs
 # so Snakemake never deletes it); so does the next job after a wall-time stop.
 # Distillation methods (kd-at, kd-swa) declare their teachers' best.pt as inputs,
-# so the teacher runs are trained first.
+# so the teacher runs are trained first. best_test.pt is an output only where
+# training.select_on includes test.
 
 
 rule train:
@@ -11,8 +12,7 @@ rule train:
         noise=rules.noise.output.npz,
         teachers=lambda wc: IX.teacher_checkpoints(wc_run(wc)),
     output:
-        best=checkpoint_output(L.checkpoint_path(CFG, W, "best")),
-        final=checkpoint_output(L.checkpoint_path(CFG, W, "final")),
+        **{c: checkpoint_output(L.checkpoint_path(CFG, W, c)) for c in L.train_checkpoints(CFG)},
         history=L.history_path(CFG, W),
     log:
         L.run_log_path(CFG, "train", W),

@@ -17,6 +17,9 @@ import torch
 
 from soften.attacks import pgd
 
+#: AutoAttack ``version`` that runs torchattacks 3.3.0's standard AutoAttack, as ADR's code.
+TORCHATTACKS_VERSION = "torchattacks-3.3"
+
 AttackFn = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor, dict[str, Any]], Any]
 
 
@@ -65,8 +68,18 @@ def _aa_options(params):
 
 
 def autoattack_attack(model, x, y, params):
-    """AutoAttack (standard: APGD-CE, APGD-T, FAB-T, Square 5000 queries) via the reference package."""
+    """AutoAttack (standard: APGD-CE, APGD-T, FAB-T, Square 5000 queries) via the reference package,
+    or, with ``version: torchattacks-3.3``, as ADR's robust_eval.py ran it (soften.evaluation.torchattacks_aa)."""
     from soften.evaluation.autoattack import autoattack
+
+    if params.get("version") == TORCHATTACKS_VERSION:
+        from soften.evaluation.torchattacks_aa import autoattack_torchattacks
+
+        opts = _aa_options(params)
+        res = autoattack_torchattacks(model, x, y, eps=opts["eps"], seed=opts["seed"], batch_size=opts["batch_size"],
+                                      norm=opts["norm"], settings=opts["settings"])
+        details = {k: res[k] for k in ("version", "seed", "settings", "package", "seconds")}
+        return AttackOutput(res["robust_mask"], details)
 
     res = autoattack(model, x, y, attacks=params.get("attacks"), **_aa_options(params))
     details = {k: res[k] for k in ("counts", "attacks", "version", "seed", "settings", "package", "seconds", "batch_size",

@@ -27,7 +27,11 @@ trains (soften.training.saver: a WRN-34-10 ``last.pt`` is over 0.5 GB).
 ``last.pt`` holds the model, optimizer, scheduler, RNG state, epoch, history,
 best-so-far, and the state of the refiner and extras (label banks, EMA teachers,
 weight averages); ``best.pt`` is refreshed when validation robust accuracy
-improves. The model that is validated and saved in ``best.pt``/``final.pt`` is
+improves. With ``training.select_on: [validation, test]`` the run also keeps
+``best_test.pt``, the epoch with the highest robust accuracy on the *whole test
+set* under the monitoring PGD (as SGLR's main_adv.py and ADR's advTrainer.py
+select; docs/evaluation.md), measured every epoch after the other monitoring so
+that training and best.pt stay what they are without it. The model that is validated and saved in ``best.pt``/``final.pt`` is
 the weight average for ``+wa``/``+swa`` methods and the trained model otherwise.
 Restarting the same command resumes from ``last.pt``; on CPU the result is
 bit-identical to an uninterrupted run, because every random draw comes from
@@ -87,6 +91,15 @@ HISTORY_COLUMNS = [
     "epoch", "lr", "train_loss", "train_batch_acc", "train_clean_acc", "train_robust_acc",
     "val_clean_acc", "val_robust_acc", "test_clean_acc", "test_robust_acc", "grad_norm",
 ]
+#: Added after those where the run keeps best_test.pt (select_on test): the whole test set's
+#: accuracies that choose it (their cost, ``select_test_seconds``, goes to the log, as ``seconds``).
+#: Other runs' histories stay as they were.
+SELECT_TEST_COLUMNS = ["select_test_clean_acc", "select_test_robust_acc"]
+
+
+def history_columns(history: list[dict[str, Any]]) -> list[str]:
+    """history.csv's columns for this run (timings left out)."""
+    return HISTORY_COLUMNS + (SELECT_TEST_COLUMNS if history and SELECT_TEST_COLUMNS[0] in history[0] else [])
 
 
 #: Taken (flock) by the train process working in a run folder.
@@ -136,7 +149,7 @@ def monitor_curves(epoch: int, tr: dict[str, Any], measure) -> tuple[float, floa
 
 def history_csv(history: list[dict[str, Any]]) -> str:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=HISTORY_COLUMNS, lineterminator="\n", extrasaction="ignore")
+    writer = csv.DictWriter(buf, fieldnames=history_columns(history), lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
     writer.writerows(history)
     return buf.getvalue()
@@ -212,6 +225,7 @@ class Run:
     train_monitor: DeviceData  # the splits monitor() measures each epoch besides validation
     test_monitor: DeviceData
     monitor_steps: int         # PGD steps of the monitoring attack; 0: clean accuracy only
+    test_select: DeviceData | None  # the whole test split when best_test.pt is kept (select_on test)
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: Any
@@ -221,6 +235,7 @@ class Run:
     precision: str = "fp32"  # what the training steps run in (amp resolved on this device); recorded in checkpoints
     history: list[dict[str, Any]] = field(default_factory=list)
     best: dict[str, Any] = field(default_factory=lambda: {"epoch": 0, "val_robust_acc": -1.0, "model": None})
+    best_test: dict[str, Any] = field(default_factory=lambda: {"epoch": 0, "score": -1.0, "model": None})
     start_epoch: int = 1
     saved_epoch: int | None = None  # the epoch of this run that last.pt holds (None: none yet)
     monitor_batch: int | None = None  # monitoring's batch size on this device (soften.attacks.memory)
@@ -304,11 +319,12 @@ def set_up(spec: dict[str, Any], out_dir: str | Path) -> Run:
     trained_in = precision(device, tr["amp"])
     log.info("training on %s in %s (training.amp: %s)", device, trained_in, tr["amp"])
     train_monitor, test_monitor, monitor_steps = monitor_splits(objective.adversarial, tr, train_data, val_data, test_data)
+    test_select = test_data if "test" in tr.get("select_on", ["validation"]) else None
     return Run(spec=spec, out=Path(out_dir), device=device,
                model_args={"arch": spec["arch"], "num_classes": num_classes, "in_channels": in_channels},
                dataset_sha256=dataset_digest(spec["dataset_npz"]), train_data=train_data, val_data=val_data,
-               train_monitor=train_monitor, test_monitor=test_monitor, monitor_steps=monitor_steps, model=model,
-               optimizer=optimizer, scheduler=scheduler, objective=objective, refiner=refiner, extras=extras,
+               train_monitor=train_monitor, test_monitor=test_monitor, monitor_steps=monitor_steps, test_select=test_select,
+               model=model, optimizer=optimizer, scheduler=scheduler, objective=objective, refiner=refiner, extras=extras,
                saver=Saver(background=device.type == "cuda"), precision=trained_in)
 
 
@@ -407,6 +423,7 @@ def resume(run: Run) -> None:
         log.warning("%s trained in %s so far and continues in %s; the run is recorded as mixed", last, before,
                     run.precision)
         run.precision = _mixed(before, run.precision)
+    run.best_test = state.get("best_test", run.best_test)
     run.start_epoch = state["epoch"] + 1
     run.saved_epoch = state["epoch"]
     log.info("resuming %s from epoch %d", run.out, run.start_epoch)
@@ -415,6 +432,10 @@ def resume(run: Run) -> None:
     best = run.best
     if best["model"] is not None and not _holds_epoch(run.out / "best.pt", best["epoch"]):
         _save_checked(run, {"best.pt": _model_file(run, best["model"], best["epoch"], {"val_score": best["val_robust_acc"]})},
+                      best["epoch"])
+    best = run.best_test
+    if run.test_select is not None and best["model"] is not None and not _holds_epoch(run.out / "best_test.pt", best["epoch"]):
+        _save_checked(run, {"best_test.pt": _model_file(run, best["model"], best["epoch"], {"test_score": best["score"]})},
                       best["epoch"])
 
 
@@ -500,6 +521,7 @@ def monitor(run: Run, epoch: int, stats: EpochStats, lr: float) -> dict[str, Any
     val_clean, val_robust = measure(run.val_data)
     test_clean, test_robust, train_clean, train_robust = monitor_curves(
         epoch, tr, lambda: measure(run.test_monitor) + measure(run.train_monitor))
+    select = select_on_test(run, epoch, measure, test_clean, test_robust)
     n = len(run.train_data)
     return {
         "epoch": epoch, "lr": lr,
@@ -508,6 +530,7 @@ def monitor(run: Run, epoch: int, stats: EpochStats, lr: float) -> dict[str, Any
         "val_clean_acc": val_clean, "val_robust_acc": val_robust,
         "test_clean_acc": test_clean, "test_robust_acc": test_robust,
         "grad_norm": math.sqrt(stats.grad_sq.item() / stats.steps), "seconds": round(time.time() - stats.started, 3),
+        **select,
     }
 
 
@@ -515,6 +538,20 @@ def _mixed(a: str, b: str) -> str:
     """The record of a run whose epochs trained in precisions ``a`` and then ``b``."""
     parts = sorted(set(a.removeprefix("mixed ").strip("()").split(", ")) | {b})
     return parts[0] if len(parts) == 1 else f"mixed ({', '.join(parts)})"
+
+
+def select_on_test(run: Run, epoch: int, measure, test_clean: float, test_robust: float) -> dict[str, float]:
+    """The whole test set's clean and robust accuracy that choose best_test.pt (nothing when
+    the run does not keep one). Read off this epoch's test monitoring when that covered
+    the whole test set; otherwise measured (its seconds go to the log: the price of the protocol)."""
+    if run.test_select is None:
+        return {}
+    if len(run.test_monitor) == len(run.test_select) and not math.isnan(test_clean):
+        return {"select_test_clean_acc": test_clean, "select_test_robust_acc": test_robust, "select_test_seconds": 0.0}
+    start = time.time()
+    clean, robust = measure(run.test_select)
+    return {"select_test_clean_acc": clean, "select_test_robust_acc": robust,
+            "select_test_seconds": round(time.time() - start, 3)}
 
 
 def _model_file(run: Run, state_dict: dict[str, torch.Tensor], epoch: int, metrics: dict[str, Any]) -> dict[str, Any]:
@@ -554,11 +591,20 @@ def save_epoch(run: Run, epoch: int, row: dict[str, Any]) -> None:
                     "model": {k: v.detach().cpu().clone() for k, v in run.eval_model().state_dict().items()}}
         # best.pt before last.pt: a kill in between only makes the resumed run redo this epoch.
         files["best.pt"] = _model_file(run, run.best["model"], epoch, {"val_score": score})
+    if run.test_select is not None:
+        # The same rule on the whole test set; strictly greater keeps the first of tied epochs, as
+        # main_adv.py's and advTrainer.py's comparisons do.
+        robust, clean = row["select_test_robust_acc"], row["select_test_clean_acc"]
+        test_score = robust if run.objective.adversarial and not math.isnan(robust) else clean
+        if test_score > run.best_test["score"]:
+            run.best_test = {"epoch": epoch, "score": test_score,
+                             "model": {k: v.detach().cpu().clone() for k, v in run.eval_model().state_dict().items()}}
+            files["best_test.pt"] = _model_file(run, run.best_test["model"], epoch, {"test_score": test_score})
     files["last.pt"] = {
         "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
         "refiner": run.refiner.state_dict(), "extras": {extra.name: extra.state_dict() for extra in run.extras},
-        "rng": rng_state(run.device), "epoch": epoch, "history": run.history, "best": run.best, "spec": run.spec,
-        "dataset_sha256": run.dataset_sha256, "precision": run.precision,
+        "rng": rng_state(run.device), "epoch": epoch, "history": run.history, "best": run.best, "best_test": run.best_test,
+        "spec": run.spec, "dataset_sha256": run.dataset_sha256, "precision": run.precision,
     }
     _check_finite(run, files, epoch)
     if run.saver.background:
@@ -574,8 +620,9 @@ def save_epoch(run: Run, epoch: int, row: dict[str, Any]) -> None:
 
     run.saver.submit([*(written(n, c) for n, c in files.items()),
                       lambda: save_text(history, run.out / "history.csv")])
-    log.info("epoch %d: loss %.4f val clean %.4f robust %.4f (%.1fs)", epoch, row["train_loss"], val_clean, val_robust,
-             row["seconds"])
+    log.info("epoch %d: loss %.4f val clean %.4f robust %.4f (%.1fs%s)", epoch, row["train_loss"], val_clean, val_robust,
+             row["seconds"], f", of which {row['select_test_seconds']:.1f}s test selection"
+             if row.get("select_test_seconds") else "")
 
 
 def finish(run: Run) -> None:
@@ -584,9 +631,11 @@ def finish(run: Run) -> None:
     run.saver.wait()
     # The row with the column names' own (interned) strings as keys: pickle writes a
     # repeated key object once, so a row reloaded from last.pt would give other bytes.
-    last = {k: history[-1][k] for k in HISTORY_COLUMNS if k in history[-1]} if history else {}
+    last = {k: history[-1][k] for k in history_columns(history) if k in history[-1]} if history else {}
     _save_checked(run, {"final.pt": _model_file(run, run.eval_model().state_dict(), epochs, last)}, epochs)
-    save_json({"best_epoch": run.best["epoch"], "best_val_score": run.best["val_robust_acc"],
+    selected = {"best_test_epoch": run.best_test["epoch"], "best_test_score": run.best_test["score"]} \
+        if run.test_select is not None else {}
+    save_json({"best_epoch": run.best["epoch"], "best_val_score": run.best["val_robust_acc"], **selected,
                "precision": run.precision, "final": history[-1] if history else {}}, run.out / "train_summary.json")
 
 
