@@ -121,15 +121,17 @@ RUN = {"scale": "full", "training": {"epochs": 200}, "threat": {"eps": EPS}, "da
 
 
 def _records(root, method, seed, natural, pgd, n=10000):
+    """Best measured as SGLR's code did (docs/evaluation.md "Protocols"): chosen on the test
+    set (best_test), PGD-20 with pgd_attack.py's eps 0.031 and step 0.003."""
     out = []
     for attack, value, params in (("natural", natural, {"kind": "natural", "eps": EPS}),
-                                  ("pgd20", pgd, {"kind": "pgd", "steps": 20, "eps": EPS})):
+                                  ("pgd20", pgd, {"kind": "pgd", "steps": 20, "eps": 0.031, "alpha": 0.003})):
         d = root / method / f"seed{seed}"
         d.mkdir(parents=True, exist_ok=True)
         rec = {"dataset": "cifar10", "noise": "none", "arch": "resnet18", "method": method, "seed": seed,
-               "checkpoint": "best", "attack": attack, "n": n, "accuracy": value / 100, "params": params,
+               "checkpoint": "best_test", "attack": attack, "n": n, "accuracy": value / 100, "params": params,
                "run_spec": {**RUN, "base_method": method, "method_params": {}}}
-        path = d / f"best-{attack}.json"
+        path = d / f"best_test-{attack}.json"
         path.write_text(json.dumps(rec))
         out.append(path)
     return out
@@ -147,7 +149,7 @@ def test_a_constructed_table_shows_every_verdict(tmp_path):
     files += _records(tmp_path / "smoke", "pgd-at+te", 0, 82.4, 55.8, n=100)   # 100 of 10000 test images
     spec = {"name": "t", "kind": "accuracy", "datasets": ["cifar10"], "noise": ["none"], "archs": ["resnet18"],
             "methods": ["pgd-at", "pgd-at+ls", "pgd-at+te"], "seeds": [0, 1, 2], "attacks": ["natural", "pgd20"],
-            "checkpoints": ["best"], "published": "sglr-tab2",
+            "checkpoints": ["best_test"], "published": "sglr-tab2",
             "verdicts": {"tolerance": {"accuracy": 1.0, "ece": 0.01}, "prior_std": {"accuracy": None, "ece": None},
                          "alpha": 0.05}}
     md = make_table(files, spec, tmp_path / "t.md")
@@ -168,7 +170,7 @@ def test_a_constructed_table_shows_every_verdict(tmp_path):
 def test_the_paper_row_shows_what_the_paper_prints_marked_sic(tmp_path):
     # ADR Tab. 1, CIFAR-10 TRADES natural: 82.95 / 82.42, Diff printed -0.53 (consistent: +0.53).
     files = []
-    for ckpt, value in (("best", 82.95), ("final", 82.42)):
+    for ckpt, value in (("best_test", 82.95), ("final", 82.42)):   # Best chosen on the test set, as ADR's code
         d = tmp_path / ckpt
         d.mkdir()
         rec = {"dataset": "cifar10", "noise": "none", "arch": "resnet18", "method": "trades", "seed": 0,
@@ -177,7 +179,7 @@ def test_the_paper_row_shows_what_the_paper_prints_marked_sic(tmp_path):
         (d / "natural.json").write_text(json.dumps(rec))
         files.append(d / "natural.json")
     spec = {"name": "t", "kind": "accuracy", "datasets": ["cifar10"], "noise": ["none"], "archs": ["resnet18"],
-            "methods": ["trades"], "seeds": [0], "attacks": ["natural"], "checkpoints": ["best", "final"],
+            "methods": ["trades"], "seeds": [0], "attacks": ["natural"], "checkpoints": ["best_test", "final"],
             "published": "adr-tab1"}
     md = make_table(files, spec, tmp_path / "t.md")
     paper = next(line for line in md.splitlines() if "↳ paper" in line)

@@ -142,6 +142,7 @@ def printed_cell(table: dict[str, Any], pub_row: dict[str, Any], column: str, pa
     if printed is None:
         return None
     parts = table["parts"]
+    part = part.removesuffix("(test)")  # as published_cell
     index = parts.index(part) if part in parts else 0 if parts == ["value"] else None
     if index is None or str(printed[index]).strip() == str(pub_row[column][index]).strip():
         return None
