@@ -43,10 +43,10 @@ sys.path.insert(0, str(REPO / "src"))
 import torch  # noqa: E402
 
 import soften.training.loop as loop  # noqa: E402
-from soften.config import TRAINING_DEFAULTS  # noqa: E402
+from soften.pipeline.config import TRAINING_DEFAULTS  # noqa: E402
 from soften.data import fetch_dataset  # noqa: E402
 from soften.evaluation.evaluate import evaluate_checkpoint  # noqa: E402
-from soften.stages import noise as make_noise  # noqa: E402
+from soften.pipeline.stages import noise as make_noise  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "cifar10-jpeg-subset-10k-2k.npz"
 EPS, ALPHA = 8 / 255, 2 / 255

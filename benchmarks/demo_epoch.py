@@ -83,9 +83,9 @@ class Timers:
 
 
 def bench_training(cfg: dict, dataset: str, noise: str, arch: str, method: str, epochs: int, workdir: Path) -> dict:
-    import soften.config as sc
+    import soften.pipeline.config as sc
     import soften.training.loop as loop
-    from soften import stages
+    from soften.pipeline import stages
 
     entry = cfg["datasets"][dataset]
     data_npz = workdir / f"{dataset}.npz"
@@ -155,7 +155,7 @@ def main():
 
     import torch
 
-    import soften.config as sc
+    import soften.pipeline.config as sc
 
     torch.set_num_threads(1)
     # The first SGD of a process imports torch._dynamo (~1 CPU-s): pay it here, once, so that every

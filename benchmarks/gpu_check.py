@@ -5,7 +5,7 @@ and the others still run:
 
 1. ``device``: the GPU soften resolves (soften.devices: name, index, compute
    capability, driver), or why it cannot use one;
-2. ``bench``: ``python -m soften bench --no-mini`` (soften.bench: step times,
+2. ``bench``: ``python -m soften bench --no-mini`` (soften.tools.bench: step times,
    method overheads, speed options, AutoAttack, jobs per GPU), its JSON in ``bench/``;
 3. ``smoke``: the smoke scale of config/sglr.yaml and config/adr.yaml through
    Snakemake (tests/test_paper_smoke.py; it skips without ../shared/data);
@@ -56,7 +56,7 @@ def device_info(device: str) -> dict[str, Any]:
                     capability=".".join(map(str, torch.cuda.get_device_capability(index))),
                     driver=devices.driver_version(), arch_list=torch.cuda.get_arch_list())
     else:
-        from soften.bench import device_name
+        from soften.tools.bench import device_name
 
         info.update(description="CPU", name=device_name(torch.device("cpu")))
     return info

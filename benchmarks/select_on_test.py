@@ -21,10 +21,10 @@ from pathlib import Path
 
 import torch
 
-from soften.config import TRAINING_DEFAULTS
+from soften.pipeline.config import TRAINING_DEFAULTS
 from soften.data import fetch_dataset
 from soften.io import save_json
-from soften.stages import noise as make_noise
+from soften.pipeline.stages import noise as make_noise
 from soften.training.loop import train
 
 

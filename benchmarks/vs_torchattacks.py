@@ -6,7 +6,7 @@ Side by side in one process, round-robin (soften, plain, plain, soften, ...), so
 both see the same CPU contention and neither always goes first; the figure is the median of the per-round
 ratios soften / plain (> 1: soften slower). A regression of soften's hot path
 shows as a ratio above ~1.05. Also per-method step cost over PGD-AT
-(soften.bench.bench_overheads) for the same shapes.
+(soften.tools.bench.bench_overheads) for the same shapes.
 
 Plain loop: ``torchattacks.PGD(model, eps, alpha, steps, random_start=True)`` in
 train mode (``set_model_training_mode(True, True)``; torchattacks' default is eval mode), then ``F.cross_entropy(model(x_adv), y)``, backward, SGD step: what
@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from soften.attacks import model_mode, pgd
-from soften.bench import DIGITS, THREAT, _model, bench_overheads, machine, make_step, timed
+from soften.tools.bench import DIGITS, THREAT, _model, bench_overheads, machine, make_step, timed
 
 SHAPES = {  # name -> (arch, input shape, batch, threat)
     "digits-cnn": ("cnn", DIGITS["shape"], DIGITS["batch"], DIGITS["threat"]),

@@ -164,7 +164,7 @@ CIFAR100_COARSE = [4, 1, 14, 8, 0, 6, 7, 7, 18, 3, 3, 14, 9, 18, 7, 11, 3, 9, 7,
 
 
 def cifar100_fine_names() -> list[str]:
-    from soften.noise import CIFAR100_SUPERCLASSES
+    from soften.data.noise import CIFAR100_SUPERCLASSES
 
     return sorted(n for group in CIFAR100_SUPERCLASSES.values() for n in group)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from soften.config import resolve_run, validate_config
+from soften.pipeline.config import resolve_run, validate_config
 from soften.data import fetch_dataset, load_dataset_npz
 from soften.io import save_npz
 

@@ -45,7 +45,7 @@ def tiny_spec_maker(digits_npz: Path, folder: Path):
     """:func:`tiny_spec`'s factory, its data in ``folder`` (for fixtures of a wider scope)."""
     from soften.data import load_dataset_npz
     from soften.io import save_npz
-    from soften.stages import noise as make_noise
+    from soften.pipeline.stages import noise as make_noise
 
     arrays = load_dataset_npz(digits_npz)
     small = dict(arrays)
@@ -58,7 +58,7 @@ def tiny_spec_maker(digits_npz: Path, folder: Path):
     make_noise(npz, "none", 0, noise)
 
     def make(method="pgd-at", **training):
-        from soften.config import TRAINING_DEFAULTS
+        from soften.pipeline.config import TRAINING_DEFAULTS
 
         return {
             "dataset": "digits", "noise": "none", "arch": "cnn", "method": method, "seed": 0,
@@ -84,7 +84,7 @@ def subprocess_env():
 
 def write_config(path: Path, base: dict, **updates) -> Path:
     """``base`` with ``updates`` merged over it (soften's merge: ``{}`` empties a key, ``None`` drops it)."""
-    from soften.config import merge
+    from soften.pipeline.config import merge
 
     cfg = merge(copy.deepcopy(base), updates)
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))

@@ -292,7 +292,7 @@ def test_transfer_refuses_inputs_that_are_not_images_in_0_1(data, crafted, tmp_p
 # ---------------------------------------------------------------- what the CLI treats as a bug
 
 def test_a_bug_keeps_its_traceback(monkeypatch, tmp_path):
-    from soften import stages
+    from soften.pipeline import stages
 
     def broken(*args, **kwargs):
         raise RuntimeError("shape mismatch deep inside")
@@ -303,7 +303,7 @@ def test_a_bug_keeps_its_traceback(monkeypatch, tmp_path):
 
 
 def test_out_of_gpu_memory_is_one_line_with_advice(monkeypatch, tmp_path, capsys):
-    from soften import stages
+    from soften.pipeline import stages
 
     def oom(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")

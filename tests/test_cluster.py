@@ -38,9 +38,9 @@ def job_resources(log: str) -> list[tuple[str, dict[str, str]]]:
 
 def test_slurm_profile_submits_each_job_with_the_resources_of_its_spec(repo, tmp_path, subprocess_env):
     """A CPU run of a paper config: no GPU, the config's threads as CPUs, memory and runtime
-    per job from soften.cluster; the profile itself sizes nothing."""
-    from soften import cluster as C
-    from soften.config import load_config
+    per job from soften.tools.cluster; the profile itself sizes nothing."""
+    from soften.tools import cluster as C
+    from soften.pipeline.config import load_config
 
     profile = yaml.safe_load((repo / "workflow" / "profiles" / "slurm" / "config.yaml").read_text())
     assert "set-resources" not in profile and "default-resources" not in profile

@@ -1,4 +1,4 @@
-"""What each job asks a scheduler for comes from its own spec (soften.cluster): no GPU
+"""What each job asks a scheduler for comes from its own spec (soften.tools.cluster): no GPU
 for a CPU run, the config's threads as CPUs, memory from the dataset, runtime from
 `python -m soften plan`'s cost model with the config's margin and limits."""
 
@@ -6,11 +6,11 @@ import math
 
 import pytest
 
-from soften import cluster as C
-from soften import jobs as J
-from soften import layout as L
-from soften import plan
-from soften.config import ConfigError, load_config
+from soften.tools import cluster as C
+from soften.pipeline import jobs as J
+from soften.pipeline import layout as L
+from soften.tools import plan
+from soften.pipeline.config import ConfigError, load_config
 
 
 def model_jobs(cfg):
@@ -89,7 +89,7 @@ def test_config_readme_states_the_schemas_cluster_defaults(repo):
 
     import yaml
 
-    from soften.config import schema
+    from soften.pipeline.config import schema
 
     section = (repo / "config" / "README.md").read_text().split("## Cluster")[1].split("\n## ")[0]
     rows = dict(re.findall(r"^\| `(\w+)` \| `([^`]*)` \|", section, re.M))

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from conftest import write_config
-from soften.config import ConfigError, load_config, merge, resolve_run, validate_config
+from soften.pipeline.config import ConfigError, load_config, merge, resolve_run, validate_config
 
 
 def test_default_config_is_valid_and_defaults_are_filled(default_config):

@@ -5,8 +5,8 @@ import re
 import pytest
 import yaml
 
-from soften.attack_kinds import KIND_PARAMS
-from soften.config import SMOKE, TRAINING_DEFAULTS, schema
+from soften.pipeline.attack_kinds import KIND_PARAMS
+from soften.pipeline.config import SMOKE, TRAINING_DEFAULTS, schema
 from soften.training.methods import COMPONENT_DEFAULTS
 
 

@@ -229,7 +229,7 @@ def test_the_lock_folder_is_created_for_every_user(tmp_path, monkeypatch):
 
 
 def test_gpu_slots_come_from_the_config_or_the_command_line(monkeypatch, tmp_path, repo):
-    from soften import stages
+    from soften.pipeline import stages
     from soften.__main__ import main
 
     seen = []

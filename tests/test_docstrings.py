@@ -8,8 +8,8 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "soften"
 DOCUMENTED = [
-    "__main__.py", "codedeps.py", "config.py", "dvc_pipeline.py", "errors.py", "io.py", "jobs.py", "layout.py",
-    "noise.py", "published.py", "show.py", "stages.py", "tables.py", "attacks", "data", "models",
+    "__main__.py", "pipeline/codedeps.py", "pipeline/config.py", "pipeline/dvc_pipeline.py", "errors.py", "io.py", "pipeline/jobs.py", "pipeline/layout.py",
+    "data/noise.py", "reporting/published.py", "tools/show.py", "pipeline/stages.py", "reporting/tables.py", "attacks", "data", "models",
 ]
 
 

@@ -61,8 +61,8 @@ def kd_config(tmp_path_factory, default_config):
 @pytest.mark.parametrize("which", ["default", "kd", "sglr", "adr"])
 def test_every_dvc_stage_is_one_snakemake_job_with_the_same_command(which, repo, kd_config, subprocess_env, tmp_path):
     """Dry runs only: the demo, a KD grid, and every table of both papers (variants, noise-gap)."""
-    from soften.config import load_config
-    from soften.dvc_pipeline import stages as dvc_stages
+    from soften.pipeline.config import load_config
+    from soften.pipeline.dvc_pipeline import stages as dvc_stages
 
     config = {"default": repo / "config" / "config.yaml", "kd": kd_config}.get(which, repo / "config" / f"{which}.yaml")
     stages = dvc_stages(load_config([config]), repo)
@@ -108,15 +108,15 @@ def test_dvc_stage_deps_are_the_stage_code(repo):
     assert SRC + "training/loop.py" in train and SRC + "training/loop.py" not in evaluate
     assert SRC + "evaluation/attacks.py" in evaluate and SRC + "evaluation/attacks.py" not in train
     assert SRC + "models/checkpoint.py" in evaluate  # evaluation loads checkpoints
-    for common in ("__main__.py", "stages.py", "io.py"):
+    for common in ("__main__.py", "pipeline/stages.py", "io.py"):
         assert SRC + common in train & evaluate & tables & figures
     assert SRC + "devices.py" in train & evaluate
-    assert {SRC + "published.py", SRC + "reference/paper_numbers.yaml"} <= tables - train - evaluate - figures
-    assert SRC + "plots.py" in figures - tables
+    assert {SRC + "reporting/published.py", SRC + "reporting/reference/paper_numbers.yaml"} <= tables - train - evaluate - figures
+    assert SRC + "reporting/plots.py" in figures - tables
     assert SRC + "data/cifar.py" in code("fetch")  # builders imported lazily, by name
     # A job runs with --spec and never loads the config machinery: its edits rerun only
     # the jobs whose specs they change (through the command).
-    assert not any(SRC + "config.py" in s["deps"] for s in stages.values())
+    assert not any(SRC + "pipeline/config.py" in s["deps"] for s in stages.values())
 
 
 def _digests(root: Path, stages: dict) -> dict[str, str]:
@@ -131,9 +131,9 @@ NAMED_NOT_IMPORTED = {"soften.__main__", "soften.data.cifar", "soften.data.downl
 
 
 def _check_imports(logs: Path) -> None:
-    """Every soften module a job imported is in its stage's code (soften.codedeps), and
+    """Every soften module a job imported is in its stage's code (soften.pipeline.codedeps), and
     the code holds nothing else but NAMED_NOT_IMPORTED."""
-    from soften.codedeps import stage_modules
+    from soften.pipeline.codedeps import stage_modules
 
     seen = set()
     for log in logs.rglob("*.log"):
@@ -187,7 +187,7 @@ def test_dvc_and_snakemake_agree_both_ways(repo, tmp_path, subprocess_env):
     assert "up to date" in run("dvc", "status")
 
     # The reverse: Snakemake from scratch makes the bytes dvc.lock recorded. Each job
-    # also logs the modules it imports (python -X importtime), to check soften.codedeps.
+    # also logs the modules it imports (python -X importtime), to check soften.pipeline.codedeps.
     shutil.rmtree(work / "results")
     shutil.rmtree(work / "resources")
     proc = snakemake(work, snakefile, config, dict(env, PYTHONPROFILEIMPORTTIME="1"))

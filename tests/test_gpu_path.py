@@ -304,14 +304,14 @@ def test_halving_on_oom_retries_at_half_and_reports_the_size(caplog):
 # ------------------------------------------------------------------ bench on multi-GPU hosts
 
 def test_jobs_per_gpu_workers_see_one_gpu():
-    from soften.bench import one_gpu_env
+    from soften.tools.bench import one_gpu_env
 
     assert one_gpu_env({}, 1)["CUDA_VISIBLE_DEVICES"] == "1"
     assert one_gpu_env({"CUDA_VISIBLE_DEVICES": "4,6"}, 1)["CUDA_VISIBLE_DEVICES"] == "6"
 
 
 def test_timers_synchronise_the_device_they_time(monkeypatch):
-    from soften import bench
+    from soften.tools import bench
 
     synced = []
     monkeypatch.setattr(torch.cuda, "synchronize", synced.append)
@@ -322,7 +322,7 @@ def test_timers_synchronise_the_device_they_time(monkeypatch):
 
 
 def test_a_failing_speed_option_is_recorded_not_fatal(monkeypatch):
-    from soften import bench
+    from soften.tools import bench
 
     real = bench.make_step
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from soften.config import ConfigError, resolve_run, validate_config
+from soften.pipeline.config import ConfigError, resolve_run, validate_config
 
 from _methods_fixtures import tiny_config
 

@@ -1,7 +1,7 @@
 """keep_checkpoints: false (the smoke scale) drops what a finished run no longer needs."""
 
-from soften import stages
-from soften.config import load_config
+from soften.pipeline import stages
+from soften.pipeline.config import load_config
 
 
 def test_a_finished_run_drops_its_resume_state_only_when_asked(tiny_spec, tmp_path):

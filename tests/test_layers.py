@@ -26,17 +26,17 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 LAYERS = [
-    {"soften", "soften.io", "soften.devices", "soften.noise", "soften.errors", "soften.codedeps", "soften.layout",
-     "soften.lifetime",
-     "soften.attack_kinds", "soften.attacks"},
-    {"soften.models", "soften.data", "soften.published", "soften.tables", "soften.table_html", "soften.plots",
-     "soften.verdicts", "soften.verdict_page"},
+    {"soften", "soften.io", "soften.devices", "soften.data.noise", "soften.errors", "soften.pipeline.codedeps", "soften.pipeline.layout",
+     "soften.pipeline.lifetime",
+     "soften.pipeline.attack_kinds", "soften.attacks"},
+    {"soften.models", "soften.data", "soften.reporting.published", "soften.reporting.tables", "soften.reporting.table_html", "soften.reporting.plots",
+     "soften.reporting.verdicts", "soften.reporting.verdict_page"},
     {"soften.labels", "soften.evaluation"},
     {"soften.training"},
-    {"soften.config"},
-    {"soften.show", "soften.jobs", "soften.dvc_pipeline", "soften.robustbench"},
-    {"soften.stages"},
-    {"soften.bench", "soften.plan", "soften.cluster"},   # commands that run stages or read benchmarks
+    {"soften.pipeline.config"},
+    {"soften.tools.show", "soften.pipeline.jobs", "soften.pipeline.dvc_pipeline", "soften.tools.robustbench"},
+    {"soften.pipeline.stages"},
+    {"soften.tools.bench", "soften.tools.plan", "soften.tools.cluster"},   # commands that run stages or read benchmarks
     {"soften.__main__"},
 ]
 
@@ -114,7 +114,7 @@ def test_units_import_each_other_without_cycles():
 def test_the_check_sees_an_upward_import_inside_a_function(tmp_path):
     """The detector itself, on the cycle this layering replaced: evaluation importing config."""
     fake = tmp_path / "fake.py"
-    fake.write_text("def f():\n    from soften.config import load_config\n    from ..io import save_json\n")
+    fake.write_text("def f():\n    from soften.pipeline.config import load_config\n    from ..io import save_json\n")
     found = imports("soften.evaluation.fake", fake)
-    assert found == {"soften.config", "soften.io"}
-    assert layer("soften.config") > layer("soften.evaluation.fake") >= layer("soften.io")
+    assert found == {"soften.pipeline.config", "soften.io"}
+    assert layer("soften.pipeline.config") > layer("soften.evaluation.fake") >= layer("soften.io")

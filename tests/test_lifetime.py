@@ -1,5 +1,5 @@
 """A job process ends when the process that started it is killed with SIGKILL
-(soften.lifetime), whether it is the direct child or a shell sits in between."""
+(soften.pipeline.lifetime), whether it is the direct child or a shell sits in between."""
 
 import os
 import subprocess
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from soften.lifetime import is_snakemake
+from soften.pipeline.lifetime import is_snakemake
 
 REPO = Path(__file__).resolve().parents[1]
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl and pidfd are Linux features")
@@ -19,7 +19,7 @@ linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pr
 # the finally block must run (SIGTERM becomes SystemExit) so it leaves a mark.
 JOB = textwrap.dedent("""
     import os, sys, time
-    from soften import lifetime
+    from soften.pipeline import lifetime
     watched = int(sys.argv[2]) if len(sys.argv) > 2 else os.getppid()
     print(lifetime.end_with(watched), flush=True)
     open(sys.argv[1] + ".pid", "w").write(str(os.getpid()))

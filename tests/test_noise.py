@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from soften.noise import inject_label_noise, noise_name, parse_noise_name
+from soften.data.noise import inject_label_noise, noise_name, parse_noise_name
 
 
 def labels(n=1000, k=10, seed=1):
@@ -90,7 +90,7 @@ def test_asymmetric_cifar100_moves_to_the_next_class_of_the_superclass():
               0, 11, 1, 10, 12, 14, 16, 9, 11, 5, 5, 19, 8, 8, 15, 13, 14, 17, 18, 10, 16, 4, 17, 4, 2, 0, 17, 4, 18, 17,
               10, 3, 2, 12, 12, 16, 12, 1, 9, 19, 2, 10, 0, 1, 16, 12, 9, 13, 15, 13, 16, 19, 2, 4, 6, 19, 5, 5, 8, 19,
               18, 1, 2, 15, 6, 0, 17, 8, 14, 13]
-    from soften.noise import CIFAR100_SUPERCLASSES, asymmetric_map
+    from soften.data.noise import CIFAR100_SUPERCLASSES, asymmetric_map
 
     names = sorted(n for group in CIFAR100_SUPERCLASSES.values() for n in group)   # fine labels are alphabetical
     target = asymmetric_map(names)

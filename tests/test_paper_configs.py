@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from soften import layout
-from soften.config import load_config, required_runs, resolve_eval, resolve_run
+from soften.pipeline import layout
+from soften.pipeline.config import load_config, required_runs, resolve_eval, resolve_run
 from soften.devices import PLACEMENT_KEYS
 
 REPO = Path(__file__).resolve().parents[1]

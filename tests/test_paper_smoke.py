@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import yaml
 
-from soften.config import SMOKE
+from soften.pipeline.config import SMOKE
 
 from _eval_fixtures import (shared_npz_or_skip, write_cifar10_archive, write_cifar100_archive,
                             write_tinyimagenet_zip)

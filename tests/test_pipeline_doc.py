@@ -1,15 +1,15 @@
 """docs/pipeline.md's stage table: one row per stage, rule = command = function, and
-each command with the flags its job really gets (soften.jobs)."""
+each command with the flags its job really gets (soften.pipeline.jobs)."""
 
 import re
 
-from soften.codedeps import stage_names
-from soften.jobs import COMMANDS, PLACED, PLACEMENT
+from soften.pipeline.codedeps import stage_names
+from soften.pipeline.jobs import COMMANDS, PLACED, PLACEMENT
 
 
 def test_stage_table_matches_the_jobs(repo):
     doc = (repo / "docs" / "pipeline.md").read_text()
-    rows = {m.group(1): m for m in re.finditer(r"^\| `(\w+)` \| `(python -m soften (\w+)[^`]*)` \| `soften\.stages\.(\w+)` \|",
+    rows = {m.group(1): m for m in re.finditer(r"^\| `(\w+)` \| `(python -m soften (\w+)[^`]*)` \| `soften\.pipeline\.stages\.(\w+)` \|",
                                                doc, re.M)}
     assert list(rows) == stage_names()
     for stage, row in rows.items():

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from soften import layout
-from soften.config import load_config, required_runs
-from soften.plan import load_figures, plan, render
+from soften.pipeline import layout
+from soften.pipeline.config import load_config, required_runs
+from soften.tools.plan import load_figures, plan, render
 
 BENCH = {  # a benchmark JSON with round numbers
     "machine": {"device": "cuda:0", "device_name": "Test GPU"},
@@ -153,7 +153,7 @@ def test_bench_quick_writes_json_and_table_that_plan_reads(repo, tmp_path, subpr
 @pytest.mark.slow
 def test_jobs_sharing_a_device_run_concurrently_and_report(subprocess_env, monkeypatch):
     """The jobs-per-GPU machinery (workers, start barrier, aggregate throughput), on CPU with the small CNN."""
-    from soften.bench import bench_jobs_per_gpu
+    from soften.tools.bench import bench_jobs_per_gpu
 
     monkeypatch.setenv("PYTHONPATH", subprocess_env["PYTHONPATH"])
     rows = bench_jobs_per_gpu({"job_steps": 2, "batch": 4}, counts=(1, 2), device="cpu", arch="cnn")
@@ -162,7 +162,7 @@ def test_jobs_sharing_a_device_run_concurrently_and_report(subprocess_env, monke
 
 
 def test_an_interrupted_bench_still_writes_what_it_measured(tmp_path):
-    from soften.bench import write
+    from soften.tools.bench import write
 
     partial = {"machine": {"device": "cpu", "device_name": "Some CPU", "device_slug": "some-cpu", "torch": "x",
                            "cuda": None, "cudnn": None, "cpu_threads": 1},

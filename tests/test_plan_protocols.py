@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from soften import layout, plan
-from soften.config import load_config
+from soften.pipeline import layout
+from soften.tools import plan
+from soften.pipeline.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""Planning: what the Snakemake rules ask per job comes from one soften.jobs.Index per
+"""Planning: what the Snakemake rules ask per job comes from one soften.pipeline.jobs.Index per
 config (each question answered once, so planning grows linearly with the grid;
 benchmarks/planning.py measures it). Its answers must be exactly those of the plain
 per-call functions, on every paper config."""
@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from soften import jobs as J
-from soften import layout as L
-from soften.config import load_config, required_runs
+from soften.pipeline import jobs as J
+from soften.pipeline import layout as L
+from soften.pipeline.config import load_config, required_runs
 
 from conftest import REPO
 

@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from soften import layout
-from soften.config import load_config
-from soften.plots import (METHOD_COLORS, _lr_decays, best_epochs, correct_label_share, experiment_figure, method_color,
+from soften.pipeline import layout
+from soften.pipeline.config import load_config
+from soften.reporting.plots import (METHOD_COLORS, _lr_decays, best_epochs, correct_label_share, experiment_figure, method_color,
                           method_colors)
 
 
@@ -43,7 +43,7 @@ def test_learning_rate_decays_are_read_from_the_history():
 
 
 def test_the_share_of_correct_labels_drawn_under_symmetric_noise():
-    # symmetric-0.4 moves exactly 40% of the labels to another class (soften.noise)
+    # symmetric-0.4 moves exactly 40% of the labels to another class (soften.data.noise)
     assert correct_label_share("symmetric-0.4") == pytest.approx(0.6)
     assert correct_label_share("none") is None
     assert correct_label_share("uniform-0.4") is None   # some resampled labels stay correct: no exact share
@@ -111,7 +111,7 @@ def test_the_tables_and_figures_jobs_start_without_torch(subprocess_env):
     import subprocess
     import sys
 
-    code = "import sys, soften.__main__, soften.tables, soften.plots; print('torch' in sys.modules)"
+    code = "import sys, soften.__main__, soften.reporting.tables, soften.reporting.plots; print('torch' in sys.modules)"
     proc = subprocess.run([sys.executable, "-c", code], env=subprocess_env, capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "False"
 
@@ -119,7 +119,7 @@ def test_the_tables_and_figures_jobs_start_without_torch(subprocess_env):
 def test_transfer_figure_draws_one_bar_per_method_checkpoint_and_crafted_set(tmp_path, monkeypatch):
     """A transfer experiment's figure is drawn from its transfer evaluations (not learning
     curves): Best and Final per method in each (source · attack) group, mean over seeds."""
-    import soften.plots as plots
+    import soften.reporting.plots as plots
 
     drawn = []
     real_bar = plots.plt.Axes.bar

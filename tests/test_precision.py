@@ -185,7 +185,7 @@ def test_paper_files_train_every_run_in_fp32_with_unproven_speed_options_off(nam
     """The papers' code trains in fp32 (no autocast): so does every run of both paper
     files, on any device. channels_last and compile stay off there; the fused SGD
     kernel, shown equal above, remains the CUDA default."""
-    from soften.config import load_config, required_runs, resolve_run
+    from soften.pipeline.config import load_config, required_runs, resolve_run
     from soften.training.speed import autocast_dtype
 
     cfg = load_config(REPO / "config" / name)
@@ -210,7 +210,7 @@ def test_the_precision_a_run_trained_in_reaches_the_tables(tiny_spec, tmp_path, 
     what decides comparability with the papers' fp32 numbers."""
     import json
 
-    from soften import published as pubs
+    from soften.reporting import published as pubs
     from soften.evaluation.common import run_fields
     from soften.io import load_torch
 

@@ -1,5 +1,5 @@
 """The published numbers soften prints are the papers' own: every row of
-soften/reference/paper_numbers.yaml is found, digit for digit, in the paper's text
+soften/reporting/reference/paper_numbers.yaml is found, digit for digit, in the paper's text
 (../shared/papers), and every paper table a config names exists."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from soften.published import match_column, match_row, parse_value, sources
+from soften.reporting.published import match_column, match_row, parse_value, sources
 
 REPO = Path(__file__).resolve().parents[1]
 PAPERS = (REPO / "../shared/papers").resolve()

@@ -13,7 +13,7 @@ import torch
 from soften.data import load_dataset_npz
 from soften.evaluation import evaluate_checkpoint
 from soften.models.checkpoint import load_model
-from soften.robustbench import card, eps_text
+from soften.tools.robustbench import card, eps_text
 from soften.training.loop import train
 
 from conftest import tiny_spec_maker

@@ -3,7 +3,7 @@ single-node SLURM 22.05 with slurmdbd accounting, these tests run on it).
 
 Skipped unless SOFTEN_SLURM_DIR names the running cluster's folder. What sacct
 records is the evidence: every model job submitted once, with the resources
-soften.cluster derives from its spec; the local rules never submitted; outputs
+soften.tools.cluster derives from its spec; the local rules never submitted; outputs
 byte-identical to a local run; a training run longer than its wall time stopped
 before the limit, resubmitted and resumed to the uninterrupted run's bytes.
 """
@@ -150,9 +150,9 @@ def test_smoke_scale_under_slurm_matches_the_local_run_job_by_job(case, env, tmp
     assert local.wait(timeout=RUN_LIMIT) == 0
     print(f"{case}: SLURM run {slurm_s:.0f} s")  # the benchmark is docs/performance.md; this is for the CI log
 
-    from soften import cluster as C
-    from soften import jobs as J
-    from soften.config import load_config
+    from soften.tools import cluster as C
+    from soften.pipeline import jobs as J
+    from soften.pipeline.config import load_config
 
     cfg = load_config(configfiles, overrides)
     # The plugin's comment: rule_<rule>_wildcards_<values joined by "_", "/" as "_">.

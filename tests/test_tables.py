@@ -6,7 +6,7 @@ import json
 import pandas as pd
 import pytest
 
-from soften.tables import make_table
+from soften.reporting.tables import make_table
 
 EPS = 8 / 255
 FULL_RUN = {"scale": "full", "training": {"epochs": 200}, "threat": {"eps": EPS}, "data_subset": None}

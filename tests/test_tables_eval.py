@@ -6,7 +6,7 @@ import json
 
 import pandas as pd
 
-from soften.tables import make_table
+from soften.reporting.tables import make_table
 
 RUN = {"dataset": "digits", "noise": "none", "arch": "cnn", "method": "pgd-at"}
 

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from soften.tables import make_table
+from soften.reporting.tables import make_table
 from test_tables import record, spec
 
 

@@ -6,7 +6,7 @@ import pandas as pd
 
 from test_tables import EPS, FULL_RUN, record, rows, spec
 
-from soften.tables import make_table
+from soften.reporting.tables import make_table
 
 
 def adr_records(root):

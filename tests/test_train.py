@@ -159,7 +159,7 @@ def test_the_train_stage_writes_final_pt_once_and_no_timings(tiny_spec, tmp_path
     import logging
 
     from soften import io as soften_io
-    from soften import stages
+    from soften.pipeline import stages
     from soften.training import loop
 
     saved = []

@@ -77,7 +77,7 @@ def test_no_transfer_experiment_no_transfer_jobs_and_unknown_kind_rejected(tmp_p
     base = {**CONFIG, "experiments": {"main": CONFIG["experiments"]["main"]}}
     counts = job_counts(dry_run(tmp_path, base))
     assert "craft_transfer" not in counts and "calibrate" not in counts and "sanity" not in counts
-    from soften.config import ConfigError, validate_config
+    from soften.pipeline.config import ConfigError, validate_config
 
     bad = yaml.safe_load(yaml.safe_dump(CONFIG))
     bad["transfer"]["attacks"]["aa"] = {"kind": "autoattack"}

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from soften import verdicts as V
-from soften.tables import make_table
+from soften.reporting import verdicts as V
+from soften.reporting.tables import make_table
 
 
 # ------------------------------------------------------------------ intervals
@@ -194,7 +194,7 @@ def test_no_spread_gives_finite_p_values_and_a_point_interval():
 
 
 def test_verdict_page_tests_each_claim_with_scipy_and_holm_across_the_file(tmp_path):
-    from soften.verdict_page import build
+    from soften.reporting.verdict_page import build
 
     gaps = {"pgd-at": {0: 13.0, 1: 10.2, 2: 16.1, 3: 12.0, 4: 15.9},
             "pgd-at+sglr": {0: 9.1, 1: 7.5, 2: 11.0, 3: 8.2, 4: 10.3},

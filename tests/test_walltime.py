@@ -10,7 +10,7 @@ from datetime import datetime
 
 import pytest
 
-from soften import stages
+from soften.pipeline import stages
 from soften.training import walltime
 from soften.training.walltime import WallClock, WallTimeStop, job_end_time
 

@@ -2,7 +2,7 @@
 
 The stage commands (fetch, noise, train, evaluate, evaluate_attack, calibrate, sanity,
 craft_transfer, evaluate_transfer, tables, figures, verdict) are the Snakemake rules of the
-same name and call the function of the same name in soften.stages. Each takes its
+same name and call the function of the same name in soften.pipeline.stages. Each takes its
 settings either from an experiment file (``--configfile``) or, as Snakemake passes
 them, as a resolved JSON spec (``--spec``), so both routes run the same settings.
 ``show-config`` prints what an experiment file resolves to.
@@ -22,7 +22,7 @@ import os
 import sys
 from pathlib import Path
 
-from soften import stages
+from soften.pipeline import stages
 from soften.errors import ConfigError, SoftenError
 
 log = logging.getLogger("soften")
@@ -67,7 +67,7 @@ def _configfiles(args) -> list[str]:
 
 def _load(args):
     """The config from ``--configfile``/``--config`` (the route without ``--spec``)."""
-    from soften.config import load_config
+    from soften.pipeline.config import load_config
 
     if not _configfiles(args):
         raise ConfigError("give either --spec JSON or --configfile FILE")
@@ -119,12 +119,12 @@ def _json(text: str, flag: str):
 
 def _spec(args, resolver):
     """The job's spec: ``--spec`` JSON as Snakemake and DVC pass it, else
-    ``resolver(soften.config, cfg)`` on the ``--configfile`` config. Only the latter
-    imports soften.config, so a pipeline job runs no config code (soften.codedeps)."""
+    ``resolver(soften.pipeline.config, cfg)`` on the ``--configfile`` config. Only the latter
+    imports soften.pipeline.config, so a pipeline job runs no config code (soften.pipeline.codedeps)."""
     if args.spec:
         spec = _json(args.spec, "--spec")
     else:
-        from soften import config
+        from soften.pipeline import config
 
         cfg = _load(args)
         spec = resolver(config, cfg)
@@ -147,7 +147,7 @@ def cmd_fetch(args):
     if args.entry:
         entry = _json(args.entry, "--entry")
     else:
-        from soften.config import fetch_entry
+        from soften.pipeline.config import fetch_entry
 
         cfg = _load(args)
         if args.dataset not in cfg["datasets"]:
@@ -222,7 +222,7 @@ def cmd_evaluate_transfer(args):
 def _table_spec(args):
     if args.spec:
         return _json(args.spec, "--spec")
-    from soften.config import table_spec
+    from soften.pipeline.config import table_spec
 
     if not args.experiment:
         raise ConfigError("give --spec JSON, or --configfile FILE with --experiment NAME")
@@ -231,12 +231,12 @@ def _table_spec(args):
 
 def _inputs(args, files_of: str) -> list[str]:
     """The files given, or with --configfile the ones the experiment is made from
-    (``soften.layout.<files_of>``; imported only then, so a pipeline job runs no layout code)."""
+    (``soften.pipeline.layout.<files_of>``; imported only then, so a pipeline job runs no layout code)."""
     if args.inputs:
         return args.inputs
     if args.spec or not args.experiment:
         raise ConfigError("give the input files, or --configfile FILE with --experiment NAME")
-    from soften import layout
+    from soften.pipeline import layout
 
     return getattr(layout, files_of)(_load(args), args.experiment)
 
@@ -261,14 +261,14 @@ def cmd_verdict(args):
     if args.spec:
         spec = _json(args.spec, "--spec")
     else:
-        from soften.config import verdict_spec
+        from soften.pipeline.config import verdict_spec
 
         spec = verdict_spec(_load(args))
     inputs = args.inputs
     if not inputs:
         if args.spec:
             raise ConfigError("give the tables' .csv files, or --configfile FILE")
-        from soften import layout
+        from soften.pipeline import layout
 
         inputs = layout.verdict_inputs(_load(args))
     print(stages.verdict(inputs, spec, args.out))
@@ -276,16 +276,16 @@ def cmd_verdict(args):
 
 def cmd_export_robustbench(args):
     """``export_robustbench``: a run's checkpoint as a RobustBench model card, state_dict and model.py."""
-    from soften.robustbench import export
+    from soften.tools.robustbench import export
 
     paper = {"link": args.link, "name": args.title, "authors": args.authors, "venue": args.venue}
     print(json.dumps(export(args.run_dir, args.out, checkpoint=args.checkpoint, name=args.name, paper=paper), indent=1))
 
 
 def cmd_dvc_pipeline(args):
-    """``dvc_pipeline``: the dvc.yaml of a config (soften.dvc_pipeline), to stdout or ``--out``."""
-    from soften.config import load_config
-    from soften.dvc_pipeline import render
+    """``dvc_pipeline``: the dvc.yaml of a config (soften.pipeline.dvc_pipeline), to stdout or ``--out``."""
+    from soften.pipeline.config import load_config
+    from soften.pipeline.dvc_pipeline import render
 
     files = _configfiles(args) or ["config/config.yaml"]
     overrides = _overrides(args)
@@ -303,15 +303,15 @@ def cmd_dvc_pipeline(args):
 def cmd_show_config(args):
     """``show-config``: a config resolved with each value's origin, or one run's spec (``--run``), or
     an experiment's runs."""
-    from soften.show import show_config
+    from soften.tools.show import show_config
 
     print(show_config(_configfiles(args) or ["config/config.yaml"], _overrides(args), run=args.run,
                       experiment=args.experiment), end="")
 
 
 def cmd_bench(args):
-    """``bench``: training and evaluation cost on this machine (soften.bench), JSON + Markdown."""
-    from soften import bench
+    """``bench``: training and evaluation cost on this machine (soften.tools.bench), JSON + Markdown."""
+    from soften.tools import bench
 
     result = bench.run_suite(device=args.device or "auto", quick=args.quick, threads=args.threads,
                              mini_config=None if args.no_mini else args.mini_config,
@@ -324,8 +324,8 @@ def cmd_bench(args):
 
 
 def cmd_plan(args):
-    """``plan``: an experiment file's runs, those still to train, and the GPU-hours left (soften.plan)."""
-    from soften import plan
+    """``plan``: an experiment file's runs, those still to train, and the GPU-hours left (soften.tools.plan)."""
+    from soften.tools import plan
 
     if not _configfiles(args):
         raise ConfigError("give --configfile FILE (an experiment file, e.g. config/sglr.yaml)")
@@ -513,9 +513,9 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    from soften.lifetime import clean_exit_on_sigterm, end_with_snakemake
+    from soften.pipeline.lifetime import clean_exit_on_sigterm, end_with_snakemake
 
-    end_with_snakemake()  # a job killed Snakemake leaves behind stops too (see soften.lifetime)
+    end_with_snakemake()  # a job killed Snakemake leaves behind stops too (see soften.pipeline.lifetime)
     try:
         with clean_exit_on_sigterm():
             args.func(args)

@@ -6,7 +6,7 @@ one is listed in docs/troubleshooting.md. Anything else that escapes a stage is 
 bug in soften and keeps its traceback. 
 It lives below everything (imports nothing of soften) so that the command line can
 catch these without importing the config machinery: a stage job run with ``--spec``
-never imports ``soften.config`` (see soften.codedeps).
+never imports ``soften.pipeline.config`` (see soften.pipeline.codedeps).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ of it untouched. The same content gives the same bytes (sorted JSON keys; zip
 members of npz and .pt files carry no time or temporary name), so a rerun that
 computes the same numbers reproduces the file's hash, which is what ``dvc status``
 compares. torch is imported where a checkpoint is read or written, not at the top:
-soften.layout imports this module and must stay light.
+soften.pipeline.layout imports this module and must stay light.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 # The config, and the few helpers the rule files share. Paths and the grid come from
-# soften.layout; each job's command and params from soften.jobs, the same code the
+# soften.pipeline.layout; each job's command and params from soften.pipeline.jobs, the same code the
 # generated dvc.yaml is made from (python -m soften dvc_pipeline).
 import os
 import shlex
@@ -16,11 +16,11 @@ sys.path.insert(0, SRC)
 # (Snakemake formats the prefix like a shell command: {{ }} stands for a literal brace.)
 shell.prefix(f"set -o pipefail; export PYTHONPATH={shlex.quote(SRC)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 
-import soften.config as sc
-from soften import cluster as C
-from soften import jobs as J
-from soften import layout as L
-from soften.codedeps import code_hash
+import soften.pipeline.config as sc
+from soften.tools import cluster as C
+from soften.pipeline import jobs as J
+from soften.pipeline import layout as L
+from soften.pipeline.codedeps import code_hash
 
 
 def _load_config():
@@ -44,13 +44,13 @@ def checkpoint_output(path):
 
 
 # What a model job asks a scheduler for (gpu, cpus_per_task, mem_mb, runtime), from
-# its own spec and the config's `cluster` section (soften.cluster). Jobs resolve
+# its own spec and the config's `cluster` section (soften.tools.cluster). Jobs resolve
 # `device` themselves; `cluster.gpus` says whether they declare a GPU.
 GPU_JOBS = C.gpus(CFG)
 
 
 def sized(stage):
-    """A model rule's resources: each job's own (soften.cluster.resources)."""
+    """A model rule's resources: each job's own (soften.tools.cluster.resources)."""
     return dict(
         gpu=GPU_JOBS,
         cpus_per_task=CFG["threads"],
@@ -63,7 +63,7 @@ def sized(stage):
 # from the environment, not from their command or params: `--config device=cuda` moves
 # jobs without rerunning them (remote jobs re-read the Snakefile, so they get it too).
 # keep_checkpoints: false (the smoke scale) makes a finished training job drop its
-# resume state (soften.stages.train reads SOFTEN_KEEP_CHECKPOINTS).
+# resume state (soften.pipeline.stages.train reads SOFTEN_KEEP_CHECKPOINTS).
 os.environ.update(
     SOFTEN_DEVICE=CFG["device"],
     SOFTEN_GPU_SLOTS=str(CFG["gpu_slots_per_device"]),
@@ -76,7 +76,7 @@ wildcard_constraints:
     **{**L.NAME_PATTERNS, "experiment": "|".join(EXPERIMENTS)},
 
 
-#: A run whose fields are the wildcards: rule patterns come from soften.layout too.
+#: A run whose fields are the wildcards: rule patterns come from soften.pipeline.layout too.
 W = L.Run("{dataset}", "{noise}", "{arch}", "{method}", "{seed}")
 
 
@@ -84,11 +84,11 @@ def wc_run(wc):
     return L.Run(wc.dataset, wc.noise, wc.arch, wc.method, int(wc.seed))
 
 
-#: Each rule's code: a hash of the soften source files its job imports (soften.codedeps).
+#: Each rule's code: a hash of the soften source files its job imports (soften.pipeline.codedeps).
 #: It is a param, so editing a stage's code reruns that stage's jobs and nothing else.
 CODE = {stage: code_hash(stage) for stage in J.COMMANDS}
 
-#: Each job's params and input lists, computed once per config (soften.jobs.Index): asked
+#: Each job's params and input lists, computed once per config (soften.pipeline.jobs.Index): asked
 #: per job from the config alone, a grid-wide answer would make planning quadratic in the runs.
 IX = J.Index(CFG)
 

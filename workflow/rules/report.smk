@@ -73,7 +73,7 @@ rule figures:
 
 
 # verdict: one page per results directory, every table cell against the paper and
-# every claim of the config tested (soften.verdicts); first in `snakemake --report`
+# every claim of the config tested (soften.reporting.verdicts); first in `snakemake --report`
 # (its category sorts before the experiments'). A failed reproduction is a result.
 VERDICT_PATHS = L.verdict_paths(CFG)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-# Modules spelled out in full: soften.codedeps counts them as the code of every job that imports soften.data.
+# Modules spelled out in full: soften.pipeline.codedeps counts them as the code of every job that imports soften.data.
 _EXPORTS = {"DATASET_BUILDERS": "soften.data.fetch", "fetch_dataset": "soften.data.fetch",
             "load_dataset_npz": "soften.data.fetch", "DeviceData": "soften.data.device_data",
             "augment_batch": "soften.data.device_data"}

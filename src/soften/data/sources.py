@@ -54,7 +54,7 @@ def digits(options: dict[str, Any]) -> RawDataset:
 
 def _lazy(module: str, name: str) -> Callable[[dict[str, Any]], RawDataset]:
     """A builder imported on first use (the modules import this one). ``module`` is
-    spelled out in full so that soften.codedeps counts it as the fetch stage's code."""
+    spelled out in full so that soften.pipeline.codedeps counts it as the fetch stage's code."""
 
     def build(options: dict[str, Any]) -> RawDataset:
         import importlib

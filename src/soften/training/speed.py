@@ -1,6 +1,6 @@
 """The training options a GPU run uses for speed, usable (and tested) on CPU too.
 
-Four settings under ``training:`` (defaults in soften.config.TRAINING_DEFAULTS):
+Four settings under ``training:`` (defaults in soften.pipeline.config.TRAINING_DEFAULTS):
 
 - ``amp``: autocast of the *training* step (attack, forward, loss). ``auto`` is
   bf16 on a CUDA GPU of compute capability 8.0+ (Ampere and newer: bf16 tensor

@@ -18,7 +18,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from soften import layout
+from soften.pipeline import layout
 
 TRACKERS = ("none", "tensorboard")
 

@@ -1,6 +1,6 @@
 """The pipeline's stages, one function per Snakemake rule and CLI command, same name.
 
-Each takes file paths and a resolved spec (``soften.config.resolve_*``) and
+Each takes file paths and a resolved spec (``soften.pipeline.config.resolve_*``) and
 writes its outputs atomically; the library does the work. ``python -m soften
 STAGE`` (and so Snakemake and DVC) calls exactly these.
 
@@ -30,7 +30,7 @@ from typing import Any, Sequence
 
 from soften.io import save_json, save_npz, save_text, sidecar_path
 
-log = logging.getLogger("soften.stages")
+log = logging.getLogger("soften.pipeline.stages")
 
 #: Wall-clock fields the library's evaluation records carry. A stage's declared outputs
 #: leave them out and its log gets them (training and transfer sets never write them:
@@ -91,7 +91,7 @@ def fetch(entry: dict[str, Any], out: str | Path, download_dir: str | Path | Non
 def noise(dataset_npz: str | Path, noise: str, seed: int, out: str | Path) -> dict[str, Any]:
     """Inject ``noise`` (e.g. 'symmetric-0.4') into the training labels only."""
     from soften.data import load_dataset_npz
-    from soften.noise import inject_label_noise, parse_noise_name
+    from soften.data.noise import inject_label_noise, parse_noise_name
 
     kind, rate = parse_noise_name(noise)
     arrays = load_dataset_npz(dataset_npz)
@@ -184,8 +184,8 @@ def evaluate_transfer(checkpoints: Sequence[str | Path], crafted: Sequence[str |
 
 def tables(inputs: Sequence[str | Path], spec: dict[str, Any], out_md: str | Path) -> str:
     """One experiment's table (.md, and .csv/.tex/.html beside it) from its result files."""
-    from soften.table_html import markdown_page
-    from soften.tables import make_table
+    from soften.reporting.table_html import markdown_page
+    from soften.reporting.tables import make_table
 
     md = make_table(inputs, spec, out_md)
     save_text(markdown_page(md, spec.get("title") or spec["name"]), Path(out_md).with_suffix(".html"))
@@ -194,7 +194,7 @@ def tables(inputs: Sequence[str | Path], spec: dict[str, Any], out_md: str | Pat
 
 def figures(inputs: Sequence[str | Path], spec: dict[str, Any], out: str | Path) -> Path:
     """One experiment's figure, by its kind."""
-    from soften.plots import experiment_figure
+    from soften.reporting.plots import experiment_figure
 
     return experiment_figure(inputs, spec, out)
 
@@ -203,8 +203,8 @@ def verdict(inputs: Sequence[str | Path], spec: dict[str, Any], out_md: str | Pa
     """The results directory's verdict page (.md, and .json beside it) from every table's .csv:
     each cell against the paper, each claim tested. A failed reproduction is a result: it
     returns normally."""
-    from soften.table_html import markdown_page
-    from soften.verdict_page import build
+    from soften.reporting.table_html import markdown_page
+    from soften.reporting.verdict_page import build
 
     md, record = build(inputs, spec)
     save_json(record, Path(out_md).with_suffix(".json"))

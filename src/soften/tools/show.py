@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any, Iterable
 
-from soften import layout
-from soften.config import TRAINING_SOURCES, ConfigError, layered, load_config, required_runs, resolve_run
+from soften.pipeline import layout
+from soften.pipeline.config import TRAINING_SOURCES, ConfigError, layered, load_config, required_runs, resolve_run
 
 
 def _flat(data: Any, prefix: str = "") -> list[tuple[str, Any]]:
@@ -46,7 +46,7 @@ def show_config(paths: list[str | Path], overrides: dict[str, Any] | None = None
             raise ConfigError(f"experiment {experiment!r} has no entry under 'experiments' (known: {sorted(cfg['experiments'])})")
         runs = layout.experiment_runs(cfg, experiment)
         return head + f"# experiment {experiment}: {len(runs)} runs\n" + "".join(f"{layout.run_dir(cfg, r)}\n" for r in runs)
-    items = [(k, v, _origin(k, origins) or "default (src/soften/schemas/config.schema.yaml)") for k, v in _flat(cfg)]
+    items = [(k, v, _origin(k, origins) or "default (src/soften/pipeline/schemas/config.schema.yaml)") for k, v in _flat(cfg)]
     n = len(required_runs(cfg))
     return head + _lines(items) + f"# {n} training runs in all (experiments, teachers, transfer sources)\n"
 
@@ -65,7 +65,7 @@ def _run_lines(cfg: dict[str, Any], run: str, origins: dict[str, str]) -> str:
         head, _, rest = key.partition(".")
         if head == "training":
             why = (_origin(f"datasets.{dataset}.training.{rest}", origins) or _origin(f"training.{rest}", origins)
-                   or f"default: {TRAINING_SOURCES.get(rest, 'soften.config.TRAINING_DEFAULTS')}")
+                   or f"default: {TRAINING_SOURCES.get(rest, 'soften.pipeline.config.TRAINING_DEFAULTS')}")
         elif head == "method_params":
             comp, _, name = rest.partition(".")
             name = name.split(".")[0]
@@ -83,7 +83,7 @@ def _run_lines(cfg: dict[str, Any], run: str, origins: dict[str, str]) -> str:
             why = (_origin(f"datasets.{dataset}.subset.{rest}", origins) or _origin(f"datasets.{dataset}.subset", origins)
                    or ("smoke scale" if cfg["scale"] == "smoke" else "none"))
         else:
-            why = "the run's identity (soften.layout)"
+            why = "the run's identity (soften.pipeline.layout)"
         if cfg["scale"] == "smoke" and head in ("training", "threat", "method_params"):
             why += " (smoke scale may shrink it)"
         items.append((key, value, why))

@@ -14,7 +14,7 @@ here changes what a job computes, so changing it re-runs nothing.
   :data:`DATA_COPIES` copies of the dataset's uint8 images (the npz as read,
   the tensors built from it), rounded up to 500 MB; or ``cluster.mem_mb``.
 - ``runtime`` (minutes): the cost model of ``python -m soften plan``
-  (soften.plan: per-epoch training cost, per-attack evaluation cost) times
+  (soften.tools.plan: per-epoch training cost, per-attack evaluation cost) times
   ``cluster.runtime_margin``, at least ``cluster.min_runtime``, at most
   ``cluster.max_runtime``. GPU jobs are costed with the benchmark of this host's
   GPU, else plan's reference GPU; CPU jobs with this host's CPU benchmark
@@ -34,10 +34,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from soften import jobs as J
-from soften import layout as L
-from soften import plan
-from soften.config import resolve_transfer
+from soften.pipeline import jobs as J
+from soften.pipeline import layout as L
+from soften.tools import plan
+from soften.pipeline.config import resolve_transfer
 from soften.devices import host_has_cuda
 
 #: Host memory of a model job before data: the interpreter, PyTorch and a CUDA context.
@@ -71,7 +71,7 @@ def figures(cfg: dict[str, Any]) -> plan.Figures:
     Without a GPU here, torch is not imported: seconds for every Snakemake start and job."""
     if gpus(cfg):
         return plan.load_figures(results_dir=BENCH_DIR) if host_has_cuda() else plan.reference()
-    # The file name soften.bench.slug gives this CPU's benchmark (bench imports torch).
+    # The file name soften.tools.bench.slug gives this CPU's benchmark (bench imports torch).
     cpu = BENCH_DIR / f"{re.sub(r'[^a-z0-9]+', '-', _cpu_name().lower()).strip('-') or 'device'}.json"
     return plan.load_figures(bench=cpu) if cpu.is_file() else plan.reference()
 

@@ -1,9 +1,9 @@
 """Every job of the pipeline: its command, its parameters, its files.
 
 The one definition of what a job runs. The Snakemake rules (workflow/rules/*.smk)
-take their shell commands and params from here and their paths from soften.layout;
+take their shell commands and params from here and their paths from soften.pipeline.layout;
 :func:`all_jobs` lists the same jobs concretely, which is what the generated
-``dvc.yaml`` (soften.dvc_pipeline) is made of. ``tests/test_dvc_pipeline.py``
+``dvc.yaml`` (soften.pipeline.dvc_pipeline) is made of. ``tests/test_dvc_pipeline.py``
 checks that the two agree job by job: same inputs, outputs and command.
 
 A command template uses Snakemake's syntax (``{params.spec:q}`` is the value
@@ -22,11 +22,11 @@ import string
 from dataclasses import dataclass, field
 from typing import Any
 
-from soften import config as sc
-from soften import layout as L
+from soften.pipeline import config as sc
+from soften.pipeline import layout as L
 from soften.devices import PLACEMENT_KEYS
 
-#: Each stage's command: ``python -m soften STAGE`` (rule name = command = soften.stages function).
+#: Each stage's command: ``python -m soften STAGE`` (rule name = command = soften.pipeline.stages function).
 COMMANDS: dict[str, str] = {
     "fetch": "python -m soften fetch --entry {params.entry:q} --dataset {wildcards.dataset} --out {output.npz:q}",
     "noise": "python -m soften noise --dataset-npz {input.npz:q} --noise {wildcards.noise} --seed {params.seed} "
@@ -86,7 +86,7 @@ def fetch_entry(cfg: dict[str, Any], dataset: str) -> str:
 
 
 def run_spec(cfg: dict[str, Any], run: L.Run) -> str:
-    """``params.spec`` of ``train``: the run's resolved spec (soften.config.resolve_run)."""
+    """``params.spec`` of ``train``: the run's resolved spec (soften.pipeline.config.resolve_run)."""
     return spec_json(sc.resolve_run(cfg, run.dataset, run.noise, run.arch, run.method, int(run.seed)))
 
 
@@ -97,7 +97,7 @@ def teacher_checkpoints(cfg: dict[str, Any], run: L.Run) -> list[str]:
 
 
 def eval_specs(cfg: dict[str, Any], dataset: str) -> str:
-    """``params.spec`` of ``evaluate``: one spec per batched attack, in :func:`soften.layout.batched_attacks` order."""
+    """``params.spec`` of ``evaluate``: one spec per batched attack, in :func:`soften.pipeline.layout.batched_attacks` order."""
     return spec_json([sc.resolve_eval(cfg, dataset, a) for a in L.batched_attacks(cfg)])
 
 
@@ -142,7 +142,7 @@ class Index:
 
     Snakemake asks a rule's input functions and params once per job. Answered by the
     functions above, an ``evaluate`` job's spec scans every run of the grid
-    (:func:`soften.layout.batched_attacks`) and a ``train`` job resolves its run twice
+    (:func:`soften.pipeline.layout.batched_attacks`) and a ``train`` job resolves its run twice
     (spec and teachers): planning would grow with the square of the grid. An Index
     answers grid-wide questions once and each per-dataset or per-run one once, so each
     job costs the same however many runs the config has. Its answers are those of the
@@ -207,11 +207,11 @@ class Index:
         return self._once(("tables", experiment), lambda: table_spec(self.cfg, experiment))
 
     def experiment_inputs(self, experiment: str) -> list[str]:
-        """:func:`soften.layout.experiment_inputs`."""
+        """:func:`soften.pipeline.layout.experiment_inputs`."""
         return self._once(("inputs", experiment), lambda: L.experiment_inputs(self.cfg, experiment))
 
     def figure_inputs(self, experiment: str) -> list[str]:
-        """:func:`soften.layout.figure_inputs`."""
+        """:func:`soften.pipeline.layout.figure_inputs`."""
         return self._once(("figure", experiment), lambda: L.figure_inputs(self.cfg, experiment))
 
 

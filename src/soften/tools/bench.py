@@ -393,7 +393,7 @@ def bench_jobs_per_gpu(sizes, counts=(1, 2, 4), device: str = "cuda", arch: str 
         with tempfile.TemporaryDirectory() as tmp:
             go = Path(tmp) / "go"
             env = {**base_env, "SOFTEN_GPU_LOCK_DIR": tmp}
-            cmd = [sys.executable, "-m", "soften.bench", "--worker", str(sizes["job_steps"]), str(n), str(sizes["batch"]),
+            cmd = [sys.executable, "-m", "soften.tools.bench", "--worker", str(sizes["job_steps"]), str(n), str(sizes["batch"]),
                    str(go), device, arch]
             procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env) for _ in range(n)]
             try:
@@ -422,8 +422,8 @@ def bench_jobs_per_gpu(sizes, counts=(1, 2, 4), device: str = "cuda", arch: str 
 
 def bench_mini(configfile: str, overrides: dict[str, Any], device: torch.device, threads: int) -> dict[str, Any]:
     """Fetch, train and evaluate the first experiment's first run of ``configfile`` in a scratch folder."""
-    from soften import layout, stages
-    from soften.config import fetch_entry, load_config, resolve_eval, resolve_run
+    from soften.pipeline import layout, stages
+    from soften.pipeline.config import fetch_entry, load_config, resolve_eval, resolve_run
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = load_config([configfile], {**overrides, "results_dir": f"{tmp}/results", "resources_dir": f"{tmp}/resources"})

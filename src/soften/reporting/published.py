@@ -1,6 +1,6 @@
 """The papers' published numbers, and whether a reproduced cell is comparable with one.
 
-``soften/reference/paper_numbers.yaml`` holds one entry per paper table (its
+``soften/reporting/reference/paper_numbers.yaml`` holds one entry per paper table (its
 header documents the format). A reproduced table cell is paired with a published
 one when the row (dataset, architecture, noise, method and the hyperparameters the
 row varies) and the column (what was measured: attack kind and steps, AutoAttack
@@ -36,7 +36,7 @@ AA_STANDARD = {"standard": "standard", "torchattacks-3.3": "standard"}
 
 @functools.lru_cache(maxsize=1)
 def _load() -> dict[str, Any]:
-    text = importlib.resources.files("soften").joinpath("reference/paper_numbers.yaml").read_text()
+    text = importlib.resources.files("soften").joinpath("reporting/reference/paper_numbers.yaml").read_text()
     return yaml.safe_load(text)["tables"]
 
 

@@ -16,7 +16,7 @@ Vocabulary:
   whole test set, as the papers' code did; named with ``_`` so that a checkpoint
   never reads as a prefix of another in ``<ckpt>-<attack>`` file names).
 
-Every function takes an already validated config (``soften.config``).
+Every function takes an already validated config (``soften.pipeline.config``).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from soften.io import sidecar_path
-from soften.noise import NOISE_REGEX
+from soften.data.noise import NOISE_REGEX
 
 #: What an experiment measures, and so which stage feeds its table.
 EXPERIMENT_KINDS = ("accuracy", "transfer", "calibration", "sanity", "noise-gap")
@@ -224,7 +224,7 @@ def _unique(items: Iterable) -> list:
 
 
 def grid_runs(cfg: dict[str, Any]) -> list[Run]:
-    """Every run some experiment shows (teachers and transfer sources come on top, see soften.config)."""
+    """Every run some experiment shows (teachers and transfer sources come on top, see soften.pipeline.config)."""
     return _unique(r for name in cfg["experiments"] for r in experiment_runs(cfg, name))
 
 

@@ -38,8 +38,8 @@ from typing import Any
 import torch
 
 import soften
-from soften import layout
-from soften import published as pubs
+from soften.pipeline import layout
+from soften.reporting import published as pubs
 from soften.io import file_digest, save_json, save_text, save_torch
 from soften.models import ARCHS
 from soften.models import normalize as normalize_module

@@ -36,7 +36,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
 from soften.io import atomic_path  # noqa: E402
-from soften.noise import parse_noise_name  # noqa: E402
+from soften.data.noise import parse_noise_name  # noqa: E402
 
 #: Fixed colours for the methods the configs name, so that a method looks the same
 #: in every figure of every experiment (colour-blind-safe Okabe-Ito and Tableau hues).
@@ -89,7 +89,7 @@ def experiment_figure(inputs: Iterable[str | Path], spec: dict[str, Any], out: s
     if kind == "transfer":
         return plot_transfer([json.loads(p.read_text()) for p in inputs], spec, Path(out))
     # Learning curves from the runs' history.csv; accuracy experiments also pass the
-    # evaluation records of their first attack (soften.layout.figure_inputs).
+    # evaluation records of their first attack (soften.pipeline.layout.figure_inputs).
     csvs = [p for p in inputs if p.suffix == ".csv"]
     records = [json.loads(p.read_text()) for p in inputs if p.suffix == ".json"]
     return plot_curves(histories(csvs, spec["runs"]), spec, Path(out), records)
@@ -207,7 +207,7 @@ def plot_curves(df: pd.DataFrame, spec: dict[str, Any], out: Path, records: list
 
 def correct_label_share(noise: str) -> float | None:
     """The share of training labels left correct by a noise setting, where the name fixes it:
-    symmetric noise moves exactly ``rate`` of the labels to another class (soften.noise)."""
+    symmetric noise moves exactly ``rate`` of the labels to another class (soften.data.noise)."""
     if noise == "none":
         return None
     kind, rate = parse_noise_name(noise)

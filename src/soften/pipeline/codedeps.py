@@ -2,18 +2,18 @@
 
 A job is ``python -m soften STAGE --spec ...``. The code it runs is every soften
 module that process imports: ``soften/__main__.py`` and its module-level imports,
-the imports inside ``soften.stages.STAGE``, and, transitively, the module-level
+the imports inside ``soften.pipeline.stages.STAGE``, and, transitively, the module-level
 imports of each module reached (importing ``a.b.c`` also runs the packages ``a``
 and ``a.b``). Three rules make the static picture match what Python executes:
 
 - imports inside *library* functions are not followed: a library function that
-  imports lazily (``soften.config``'s checks, an evaluation helper) either runs
+  imports lazily (``soften.pipeline.config``'s checks, an evaluation helper) either runs
   code the process has already imported at module level, or is not on the job's
   path (``tests/test_codedeps.py`` checks this against ``python -X importtime``
   on every stage of a real run);
 - a string constant naming a soften module (``"soften.data.cifar"``, as passed to
   ``importlib.import_module``) counts as an import of it;
-- a string constant naming a package data file (``"reference/paper_numbers.yaml"``)
+- a string constant naming a package data file (``"reporting/reference/paper_numbers.yaml"``)
   makes that file part of the code of the module that names it.
 
 Snakemake passes :func:`code_hash` as a rule parameter (its ``params`` rerun trigger
@@ -31,17 +31,17 @@ import hashlib
 from pathlib import Path
 
 #: The soften package directory these analyses read.
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
 PACKAGE = "soften"
 #: Modules every job runs first: the package, its command line, and the process-lifetime
 #: guard ``main()`` imports for every command (a job ends with the Snakemake that started it).
-ENTRY_MODULES = ("soften.__main__", "soften.lifetime")
+ENTRY_MODULES = ("soften.__main__", "soften.pipeline.lifetime")
 #: The module holding one function per stage (the stage's entry).
-STAGES_MODULE = "soften.stages"
+STAGES_MODULE = "soften.pipeline.stages"
 
 
 def stage_names() -> list[str]:
-    """The pipeline's stages, in pipeline order: the public functions of soften.stages
+    """The pipeline's stages, in pipeline order: the public functions of soften.pipeline.stages
     (each is also a Snakemake rule and a ``python -m soften`` command of the same name)."""
     return [node.name for node in _tree(STAGES_MODULE).body
             if isinstance(node, ast.FunctionDef) and not node.name.startswith("_")]
@@ -124,7 +124,7 @@ def function_imports(module: str, function: str) -> set[str]:
 
 
 def data_files(module: str) -> set[Path]:
-    """Package data files (e.g. ``reference/paper_numbers.yaml``) that ``module``'s code names."""
+    """Package data files (e.g. ``reporting/reference/paper_numbers.yaml``) that ``module``'s code names."""
     out = set()
     for node in ast.walk(_tree(module)):
         if isinstance(node, ast.Constant) and isinstance(node.value, str) and "/" in node.value \

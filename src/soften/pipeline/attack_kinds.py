@@ -1,6 +1,6 @@
 """The attack vocabulary: which attack kinds exist and which keys each takes.
 
-Config validation (soften.config) and the evaluation stage (soften.evaluation.attacks)
+Config validation (soften.pipeline.config) and the evaluation stage (soften.evaluation.attacks)
 both read it, so neither imports the other.
 """
 

@@ -2,8 +2,8 @@
 
 For every experiment (and for the whole file) it counts the training runs the
 experiment needs (its grid, plus the teachers of distillation methods and, for
-transfer experiments, the source runs: soften.config.required_runs), which of
-them already exist (``final.pt`` present; paths from soften.layout), and the
+transfer experiments, the source runs: soften.pipeline.config.required_runs), which of
+them already exist (``final.pt`` present; paths from soften.pipeline.layout), and the
 GPU-hours still to spend: training the missing runs plus the evaluations whose
 result files are missing.
 
@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from soften import layout
+from soften.pipeline import layout
 
 RESULTS_DIR = Path("benchmarks/results")
 CIFAR_TRAIN = 50_000
@@ -86,7 +86,7 @@ COMPONENT_COST = {
 }
 #: AutoAttack standard on a typical robust model, in forward units per test image:
 #: APGD-CE 100 x 2 on 84% of points, APGD-T 9 x 100 x 2 on 52%, FAB-T 9 x 100 x 3 on 49%,
-#: Square 5000 forwards on 49% (survivor fractions: soften.bench.AA_TYPICAL_SURVIVORS).
+#: Square 5000 forwards on 49% (survivor fractions: soften.tools.bench.AA_TYPICAL_SURVIVORS).
 AA_UNITS = 0.84 * 200 + 0.52 * 1800 + 0.49 * 2700 + 0.49 * 5000
 SQUARE_UNITS = 0.49 * 5000
 #: Classes per dataset source: torchattacks' AutoAttack targets all other classes.
@@ -179,7 +179,7 @@ def load_figures(bench: str | Path | None = None, device_name: str | None = None
         if torch.cuda.is_available():
             device_name = torch.cuda.get_device_name(0)
     if device_name:
-        from soften.bench import slug
+        from soften.tools.bench import slug
 
         path = Path(results_dir) / f"{slug(device_name)}.json"
         if path.is_file():
@@ -226,7 +226,7 @@ def _monitor_unit_s(arch: str, figures: Figures) -> float:
 def train_hours(cfg: dict[str, Any], run: layout.Run, figures: Figures, precision: str = "fp32") -> float:
     """Training plus per-epoch monitoring of one run, in hours, with its training steps
     in ``precision`` (fp32 or bf16; monitoring is fp32 either way)."""
-    from soften.config import resolve_run
+    from soften.pipeline.config import resolve_run
 
     spec = resolve_run(cfg, run.dataset, run.noise, run.arch, run.method, run.seed)
     tr = spec["training"]
@@ -280,7 +280,7 @@ def attack_hours(cfg: dict[str, Any], run: layout.Run, params: dict[str, Any], n
 
 def evaluation_jobs(cfg: dict[str, Any], name: str, figures: Figures) -> list[tuple[layout.Run, str, float]]:
     """(run, result file, GPU-hours) of every evaluation an experiment's table reads."""
-    from soften.config import resolve_calibration, resolve_eval, resolve_sanity
+    from soften.pipeline.config import resolve_calibration, resolve_eval, resolve_sanity
 
     exp = cfg["experiments"][name]
     jobs = []
@@ -330,7 +330,7 @@ class ExperimentCost:
 
 def experiment_training_runs(cfg: dict[str, Any], name: str) -> list[layout.Run]:
     """The grid, the teachers its methods distil from, and (transfer) the source runs."""
-    from soften.config import teacher_chain
+    from soften.pipeline.config import teacher_chain
 
     runs = layout.experiment_runs(cfg, name)
     out = list(runs)
@@ -348,7 +348,7 @@ def _exists(path: str) -> bool:
 
 def plan(cfg: dict[str, Any], figures: Figures) -> dict[str, Any]:
     """Per experiment and in all: runs, runs still to train, GPU-hours left (training + evaluation)."""
-    from soften.config import required_runs
+    from soften.pipeline.config import required_runs
 
     hours_of: dict[tuple[layout.Run, str], float] = {}
 

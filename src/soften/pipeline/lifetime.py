@@ -24,7 +24,7 @@ import sys
 import threading
 from pathlib import Path
 
-log = logging.getLogger("soften.lifetime")
+log = logging.getLogger("soften.pipeline.lifetime")
 
 PR_SET_PDEATHSIG = 1
 

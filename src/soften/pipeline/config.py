@@ -28,11 +28,11 @@ from typing import Any, Iterable
 import jsonschema
 import yaml
 
-from soften import layout
-from soften.attack_kinds import KIND_PARAMS, SHARED_KEYS
-from soften.codedeps import stage_names
-from soften.errors import ConfigError  # defined below everything; soften.config.ConfigError stays valid
-from soften.noise import parse_noise_name
+from soften.pipeline import layout
+from soften.pipeline.attack_kinds import KIND_PARAMS, SHARED_KEYS
+from soften.pipeline.codedeps import stage_names
+from soften.errors import ConfigError  # defined below everything; soften.pipeline.config.ConfigError stays valid
+from soften.data.noise import parse_noise_name
 
 #: Training defaults, each with its source; overridden by ``training:`` then ``datasets.<name>.training``.
 TRAINING_DEFAULTS: dict[str, Any] = {
@@ -99,8 +99,8 @@ RESERVED_NAMES = frozenset({"all", *stage_names()})
 
 
 def schema() -> dict[str, Any]:
-    """The config's JSON schema (src/soften/schemas/config.schema.yaml) as a dict."""
-    text = importlib.resources.files("soften").joinpath("schemas/config.schema.yaml").read_text()
+    """The config's JSON schema (src/soften/pipeline/schemas/config.schema.yaml) as a dict."""
+    text = importlib.resources.files("soften").joinpath("pipeline/schemas/config.schema.yaml").read_text()
     return yaml.safe_load(text)
 
 
@@ -320,7 +320,7 @@ def check_references(cfg: dict[str, Any]) -> None:
 
 
 def _check_name(kind: str, where: str, name: str) -> None:
-    """A name that becomes a folder (and a workflow wildcard) follows soften.layout.NAME_PATTERNS."""
+    """A name that becomes a folder (and a workflow wildcard) follows soften.pipeline.layout.NAME_PATTERNS."""
     if not layout.valid_name(kind, name):
         raise ConfigError(f"invalid config at '{where}': a {kind} name becomes a folder name; use letters, digits, "
                           f"'_' and '-' (pattern {layout.NAME_PATTERNS[kind]}), got {name!r}")
@@ -430,7 +430,7 @@ def _check_experiment(cfg: dict[str, Any], name: str, exp: dict[str, Any]) -> No
         raise ConfigError(f"invalid config at '{where}/attacks': a {kind} experiment takes no attacks "
                           f"({'calibration/inputs says what it measures' if kind == 'calibration' else 'drop the key'})")
     if exp.get("published"):
-        from soften.published import sources
+        from soften.reporting.published import sources
 
         if exp["published"] not in sources():
             raise ConfigError(f"invalid config at '{where}/published': unknown paper table {exp['published']!r}; "

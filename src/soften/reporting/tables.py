@@ -11,7 +11,7 @@ When the experiment names a paper table (``published:``), each block gets a
 (reproduced − published) under every method the paper reports; a cell whose
 setting differs from the paper's (epochs, eps, test images, attack budget,
 smoke scale) gets no Δ but a mark saying why. Every comparable cell gets a
-verdict mark beside its Δ (soften.verdicts: ✓ reproduced, ✗ differs, ? inconclusive)
+verdict mark beside its Δ (soften.reporting.verdicts: ✓ reproduced, ✗ differs, ? inconclusive)
 and a summary line counts them.
 
 Outputs: ``<name>.md``, ``<name>.csv`` (one row per cell: reproduced mean,
@@ -31,8 +31,8 @@ from typing import Any, Iterable
 import pandas as pd
 from tabulate import tabulate
 
-from soften import published as pubs
-from soften import verdicts
+from soften.reporting import published as pubs
+from soften.reporting import verdicts
 from soften.io import save_text
 
 ROW_KEYS = ["dataset", "noise", "arch", "method"]

@@ -4,7 +4,7 @@ results directory, as ``verdict.md`` (for people) and ``verdict.json`` (for mach
 It reads the tables' ``.csv`` (one row per cell: the verdict the tables stage gave each
 comparable cell, and the per-seed values) and the experiments' claims (config
 ``experiments.<name>.claims``). Claims are tested here, over the per-seed values of the
-claim's column and part (soften.verdicts). A failed reproduction is a result, not an
+claim's column and part (soften.reporting.verdicts). A failed reproduction is a result, not an
 error: nothing here raises on a verdict.
 """
 
@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from soften import verdicts as V
+from soften.reporting import verdicts as V
 
 SCALE_NOTE = "not testable at this scale ({scale}): the runs are too short and too small to say anything about the paper"
 
