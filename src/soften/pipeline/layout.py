@@ -135,11 +135,6 @@ def evaluations_in(run_directory: str | Path, ckpt: str) -> list[Path]:
     return sorted((Path(run_directory) / "eval").glob(f"{ckpt}-*.json"))
 
 
-def tracking_dir(run_directory: str | Path) -> Path:
-    """Where a run's TensorBoard event files go (``tracking: tensorboard``)."""
-    return Path(run_directory) / "tensorboard"
-
-
 def history_path(cfg: dict[str, Any], run: Run) -> str:
     """A run's per-epoch history (CSV: loss, accuracies as fractions in [0, 1], lr)."""
     return f"{run_dir(cfg, run)}/history.csv"

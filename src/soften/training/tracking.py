@@ -18,9 +18,13 @@ import math
 from pathlib import Path
 from typing import Any
 
-from soften.pipeline import layout
-
 TRACKERS = ("none", "tensorboard")
+
+
+def tracking_dir(run_directory: str | Path) -> Path:
+    """Where a run's TensorBoard event files go: beside the trainer's other files of the run
+    (``last.pt``, ``history.csv``), which the trainer names inside the folder it is given."""
+    return Path(run_directory) / "tensorboard"
 
 
 def tag(column: str) -> str:
@@ -68,7 +72,7 @@ class TensorBoardTracker:
 def open_tracker(kind: str, run_dir: str | Path, history: list[dict[str, Any]]) -> NoTracker | TensorBoardTracker:
     """The tracker for ``kind`` (a ``tracking`` config value); ``history`` is what a resumed run already holds."""
     if kind == "tensorboard":
-        return TensorBoardTracker(layout.tracking_dir(run_dir), history)
+        return TensorBoardTracker(tracking_dir(run_dir), history)
     if kind != "none":
         raise ValueError(f"tracking: unknown tracker {kind!r} (known: {', '.join(TRACKERS)})")
     return NoTracker()
