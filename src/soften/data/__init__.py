@@ -2,6 +2,12 @@
 
 Names load on first use, so that config validation (which reads the builder names
 in :mod:`soften.data.sources`) does not import torch.
+
+Part of the research library: every dataset source, the npz format, the device-side
+batches, and label noise (``noise``: the noisy-label grammar and its injection; the
+pipeline's layout and the reports read its name grammar, so it imports numpy only).
+
+May import: the floor (``io``, ``errors``, ``devices``).
 """
 
 from __future__ import annotations

@@ -6,6 +6,11 @@
 - :mod:`~soften.evaluation.calibration`: ECE and reliability data.
 - :mod:`~soften.evaluation.transfer`: black-box transfer sets and their evaluation.
 - :mod:`~soften.evaluation.sanity`: gradient-masking sanity checks.
+
+Part of the research library: every measurement of a trained checkpoint; one JSON
+record per checkpoint and attack, with provenance.
+
+May import: the floor (``io``, ``errors``, ``devices``), ``attacks``, ``models`` and ``data``.
 """
 
 from soften.evaluation.attacks import ATTACK_KINDS

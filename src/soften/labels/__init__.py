@@ -3,6 +3,11 @@
 Public API: :class:`SGLR` (the SGLR label bank), :func:`adr_targets` (ADR's
 rectified label for one batch), :func:`smooth_labels`, and the registry
 :data:`REFINER_CLASSES` / :func:`build_refiner` the training loop uses.
+
+Part of the research library: one refiner per method (SGLR, ADR, KD, label smoothing,
+temporal ensembling, hard labels) behind one interface (``base``).
+
+May import: the floor (``io``, ``errors``, ``devices``), ``attacks`` and ``models`` (EMA, BN modes, teacher checkpoints).
 """
 
 from soften.labels.base import REFINER_CLASSES, Batch, Outputs, Refiner, Setup, Target, build_refiner

@@ -1,4 +1,11 @@
-"""Model zoo. Every model takes [0, 1] inputs; normalisation is a buffer inside it."""
+"""Model zoo. Every model takes [0, 1] inputs; normalisation is a buffer inside it.
+
+Part of the research library: the networks and what acts on a model as a whole,
+whoever calls it: weight averages (EMA/SWA, ``averaging``), BatchNorm modes (``bn``),
+checkpoint saving and loading (``checkpoint``).
+
+May import: the floor (``io``, ``errors``, ``devices``) and ``attacks`` (an attack's train/eval mode switch).
+"""
 
 from __future__ import annotations
 

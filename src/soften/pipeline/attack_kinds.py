@@ -1,7 +1,9 @@
-"""The attack vocabulary: which attack kinds exist and which keys each takes.
+"""The attack vocabulary: which attack kinds a config may name and which keys each takes.
 
-Config validation (soften.pipeline.config) and the evaluation stage (soften.evaluation.attacks)
-both read it, so neither imports the other.
+Config validation (soften.pipeline.config) checks attack entries against it; the
+evaluation stage (soften.evaluation.attacks) runs them. It sits in the pipeline, not in
+``attacks/``, whose package imports torch: loading a config (every Snakemake start)
+stays torch-free.
 """
 
 from __future__ import annotations
