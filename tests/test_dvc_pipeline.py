@@ -145,7 +145,7 @@ def _check_imports(logs: Path) -> None:
         assert static - imported <= NAMED_NOT_IMPORTED, f"{stage}: {sorted(static - imported - NAMED_NOT_IMPORTED)}"
         seen.add(stage)
     assert seen == {"fetch", "noise", "train", "evaluate", "evaluate_attack", "calibrate", "sanity",
-                    "craft_transfer", "evaluate_transfer", "tables", "figures"}
+                    "craft_transfer", "evaluate_transfer", "tables", "figures", "verdict"}
 
 
 @pytest.mark.slow

@@ -29,11 +29,9 @@ def test_reduced_gpu_check_runs_on_cpu_and_reports_every_step(tmp_path, subproce
     assert json.loads(bench_js.read_text())["mode"] == "quick"
     assert "collected" in steps["smoke"]["summary"]  # reduced: the smoke tests are collected, not run
     assert steps["tests"]["status"] == "passed" and "passed" in steps["tests"]["summary"]
-    if (REPO / "benchmarks" / "bf16_study.py").is_file():
-        assert steps["bf16_study"]["status"] == "passed"
-    else:
-        assert steps["bf16_study"] == {"step": "bf16_study", "status": "skipped",
-                                       "note": "benchmarks/bf16_study.py is absent"}
+    # CPU emulates bf16 (minutes per step): the reduced mode skips the study and says why.
+    assert steps["bf16_study"] == {"step": "bf16_study", "status": "skipped",
+                                   "note": "reduced mode: bf16 is emulated on CPU; the study runs on a GPU"}
     md = js.with_suffix(".md").read_text()
     for name in steps:
         assert f"| {name} | {steps[name]['status']} |" in md
