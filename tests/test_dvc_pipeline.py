@@ -126,7 +126,7 @@ def _digests(root: Path, stages: dict) -> dict[str, str]:
 #: Modules a stage's code names that its job need not import: the CLI runs as
 #: ``__main__``; the dataset builders, and soften.data's members, are imported by
 #: name on first use.
-NAMED_NOT_IMPORTED = {"soften.__main__", "soften.data.cifar", "soften.data.download", "soften.data.mini",
+NAMED_NOT_IMPORTED = {"soften.__main__", "soften.data.cifar", "soften.data.download", "soften.data.mini", "soften.data.sources",
                       "soften.data.svhn", "soften.data.tinyimagenet", "soften.data.device_data", "soften.data.fetch"}
 
 
