@@ -103,7 +103,7 @@ def test_cpu_jobs_are_costed_with_this_cpus_benchmark_when_there_is_one(repo, tm
 
     cfg = load_config([repo / "config" / "config.yaml"], {"device": "cpu"})
     monkeypatch.setattr(C, "BENCH_DIR", tmp_path)
-    monkeypatch.setattr(C, "_cpu_name", lambda: "Intel(R) Xeon(R) Processor")
+    monkeypatch.setattr(C, "cpu_name", lambda: "Intel(R) Xeon(R) Processor")
     assert C.figures(cfg).label == plan.reference().label           # none for this CPU: the reference
     shutil.copy(repo / "benchmarks" / "results" / "intel-r-xeon-r-processor.json", tmp_path)
     figs = C.figures(cfg)

@@ -28,11 +28,11 @@ BETA = 6.0
 STEPS = 3
 
 
-# ---- yaodongyu/TRADES (6e8e11b), trades.py::trades_loss, distance='l_inf'
-def official_trades_loss(model, x_natural, y, optimizer, step_size=0.003, epsilon=0.031, perturb_steps=10, beta=1.0):
+# The attack both transcriptions below share, line for line: in eval mode, KL to the
+# natural prediction, from a 0.001-Gaussian start.
+def trades_attack_eval_mode(model, x_natural, step_size, epsilon, perturb_steps):
     criterion_kl = nn.KLDivLoss(reduction="sum")
     model.eval()
-    batch_size = len(x_natural)
     x_adv = x_natural.detach() + 0.001 * torch.randn(x_natural.shape).detach()
     for _ in range(perturb_steps):
         x_adv.requires_grad_()
@@ -43,6 +43,14 @@ def official_trades_loss(model, x_natural, y, optimizer, step_size=0.003, epsilo
         x_adv = torch.min(torch.max(x_adv, x_natural - epsilon), x_natural + epsilon)
         x_adv = torch.clamp(x_adv, 0.0, 1.0)
     model.train()
+    return x_adv
+
+
+# ---- yaodongyu/TRADES (6e8e11b), trades.py::trades_loss, distance='l_inf'
+def official_trades_loss(model, x_natural, y, optimizer, step_size=0.003, epsilon=0.031, perturb_steps=10, beta=1.0):
+    criterion_kl = nn.KLDivLoss(reduction="sum")
+    batch_size = len(x_natural)
+    x_adv = trades_attack_eval_mode(model, x_natural, step_size, epsilon, perturb_steps)
     x_adv = torch.clamp(x_adv, 0.0, 1.0).detach()
     optimizer.zero_grad()
     logits = model(x_natural)
@@ -67,18 +75,8 @@ def official_step(model, x, y, optimizer):
 # (disassembled; the same as LayneH/self-adaptive-training losses/trades.py TRADES.__call__)
 def sgls_trades(x_natural, y, model, optimizer, step_size, epsilon, perturb_steps, beta):
     criterion_kl = nn.KLDivLoss(reduction="sum")
-    model.eval()
     batch_size = len(x_natural)
-    x_adv = x_natural.detach() + 0.001 * torch.randn(x_natural.shape).detach()
-    for _ in range(perturb_steps):
-        x_adv.requires_grad_()
-        with torch.enable_grad():
-            loss_kl = criterion_kl(F.log_softmax(model(x_adv), dim=1), F.softmax(model(x_natural), dim=1))
-        grad = torch.autograd.grad(loss_kl, [x_adv])[0]
-        x_adv = x_adv.detach() + step_size * torch.sign(grad.detach())
-        x_adv = torch.min(torch.max(x_adv, x_natural - epsilon), x_natural + epsilon)
-        x_adv = torch.clamp(x_adv, 0.0, 1.0)
-    model.train()
+    x_adv = trades_attack_eval_mode(model, x_natural, step_size, epsilon, perturb_steps)
     optimizer.zero_grad()
     x_adv = torch.clamp(x_adv, 0.0, 1.0).detach()
     logits = model(x_natural)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import platform
 import re
 import tempfile
 from pathlib import Path
@@ -48,6 +49,23 @@ LOCK_DIR_ENV = "SOFTEN_GPU_LOCK_DIR"
 
 _held: list[int] = []        # lock file descriptors kept open while the process lives
 _claimed: str | None = None  # the GPU this process resolved cuda/auto to
+
+
+def cpu_name() -> str:
+    """This host's CPU model (/proc/cpuinfo), without importing torch: a CPU's benchmark
+    file is named after it (``bench`` writes it, ``plan`` and ``cluster`` look it up)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "CPU"
+
+
+def device_slug(name: str) -> str:
+    """A device name as a file name: ``benchmarks/results/<slug>.json``."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "device"
 
 
 #: NVIDIA's control node on Linux; WSL2 has no /dev/nvidia* but /dev/dxg (any GPU through

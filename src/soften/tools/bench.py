@@ -41,7 +41,6 @@ import json
 import math
 import os
 import platform
-import re
 import statistics
 import subprocess
 import sys
@@ -52,6 +51,8 @@ from typing import Any, Callable
 
 import torch
 from torch import nn
+
+from soften.devices import cpu_name, device_slug
 
 CIFAR_TRAIN = 50_000
 CIFAR_TEST = 10_000
@@ -86,24 +87,12 @@ SIZES = {
 # ------------------------------------------------------------------ the machine
 
 def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "CPU"
-
-
-def slug(name: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "device"
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
 
 
 def machine(device: torch.device) -> dict[str, Any]:
     return {
-        "device": str(device), "device_name": device_name(device), "device_slug": slug(device_name(device)),
+        "device": str(device), "device_name": device_name(device), "device_slug": device_slug(device_name(device)),
         "torch": torch.__version__, "cuda": torch.version.cuda if device.type == "cuda" else None,
         "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None,
         "cpu_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),

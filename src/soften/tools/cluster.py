@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +37,7 @@ from soften.pipeline import jobs as J
 from soften.pipeline import layout as L
 from soften.tools import plan
 from soften.pipeline.config import resolve_transfer
-from soften.devices import host_has_cuda
+from soften.devices import cpu_name, device_slug, host_has_cuda
 
 #: Host memory of a model job before data: the interpreter, PyTorch and a CUDA context.
 BASE_MB = 2000
@@ -56,23 +55,13 @@ def gpus(cfg: dict[str, Any]) -> int:
     return 1 if device.startswith("cuda") or (device == "auto" and host_has_cuda()) else 0
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "CPU"
-
-
 def figures(cfg: dict[str, Any]) -> plan.Figures:
     """The per-epoch and per-attack figures jobs are costed with (see the module docstring).
     Without a GPU here, torch is not imported: seconds for every Snakemake start and job."""
     if gpus(cfg):
         return plan.load_figures(results_dir=BENCH_DIR) if host_has_cuda() else plan.reference()
     # The file name soften.tools.bench.slug gives this CPU's benchmark (bench imports torch).
-    cpu = BENCH_DIR / f"{re.sub(r'[^a-z0-9]+', '-', _cpu_name().lower()).strip('-') or 'device'}.json"
+    cpu = BENCH_DIR / f"{device_slug(cpu_name())}.json"
     return plan.load_figures(bench=cpu) if cpu.is_file() else plan.reference()
 
 

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from soften.devices import device_slug
 from soften.pipeline import layout
 
 RESULTS_DIR = Path("benchmarks/results")
@@ -179,9 +180,7 @@ def load_figures(bench: str | Path | None = None, device_name: str | None = None
         if torch.cuda.is_available():
             device_name = torch.cuda.get_device_name(0)
     if device_name:
-        from soften.tools.bench import slug
-
-        path = Path(results_dir) / f"{slug(device_name)}.json"
+        path = Path(results_dir) / f"{device_slug(device_name)}.json"
         if path.is_file():
             return _from_bench(path)
     return reference()
