@@ -119,6 +119,22 @@ def test_dvc_stage_deps_are_the_stage_code(repo):
     assert not any(SRC + "pipeline/config.py" in s["deps"] for s in stages.values())
 
 
+def test_a_path_outside_the_package_named_in_a_stages_code_is_not_its_data(repo):
+    """devices.py reads /proc/cpuinfo: a system file, not package data. PACKAGE_DIR / an absolute
+    path is that absolute path, which once put /proc/cpuinfo among train's code and broke every
+    Snakemake start (code_hash: not in the subpath of src/soften)."""
+    from soften.pipeline import codedeps
+
+    assert '"/proc/cpuinfo"' in (repo / "src" / "soften" / "devices.py").read_text()
+    package = (repo / "src" / "soften").resolve()
+    for stage in ("train", "evaluate", "tables"):
+        files = codedeps.stage_files(stage)
+        assert package / "devices.py" in files or stage == "tables"
+        assert all(package in f.parents for f in files), stage
+        assert len(codedeps.code_hash(stage)) == 16
+    assert package / "reporting" / "reference" / "paper_numbers.yaml" in codedeps.stage_files("tables")
+
+
 def _digests(root: Path, stages: dict) -> dict[str, str]:
     return {f: hashlib.sha256((root / f).read_bytes()).hexdigest() for s in stages.values() for f in _dvc_outs(s)}
 

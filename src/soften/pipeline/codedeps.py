@@ -129,8 +129,9 @@ def data_files(module: str) -> set[Path]:
     for node in ast.walk(_tree(module)):
         if isinstance(node, ast.Constant) and isinstance(node.value, str) and "/" in node.value \
                 and not node.value.endswith(".py") and "\n" not in node.value:
-            candidate = PACKAGE_DIR / node.value
-            if candidate.is_file():
+            # PACKAGE_DIR / "/proc/cpuinfo" is /proc/cpuinfo: only a file inside the package is its data
+            candidate = (PACKAGE_DIR / node.value).resolve()
+            if PACKAGE_DIR in candidate.parents and candidate.is_file():
                 out.add(candidate)
     return out
 
