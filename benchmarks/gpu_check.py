@@ -8,7 +8,7 @@ and the others still run:
 2. ``bench``: ``python -m soften bench --no-mini`` (soften.tools.bench: step times,
    method overheads, speed options, AutoAttack, jobs per GPU), its JSON in ``bench/``;
 3. ``smoke``: the smoke scale of config/sglr.yaml and config/adr.yaml through
-   Snakemake (tests/test_paper_smoke.py; it skips without ../shared/data);
+   Snakemake (tests/test_paper_smoke_sglr.py and _adr.py; they skip without ../shared/data);
 4. ``tests``: ``pytest tests/test_precision.py tests/test_speed.py`` (those present)
    on this machine's device;
 5. ``bf16_study``: benchmarks/bf16_study.py, the fp32/bf16 short study (skipped,
@@ -106,8 +106,8 @@ def check(out: Path, *, reduced: bool, device: str) -> dict[str, Any]:
     step["files"] = sorted(str(p.relative_to(out)) for p in bench_out.glob("*.json")) if bench_out.is_dir() else []
     result["steps"].append(step)
 
-    smoke = [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_paper_smoke.py", "-k",
-             "sglr_config or adr_config"] + (["--collect-only"] if reduced else [])
+    smoke = [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_paper_smoke_sglr.py",
+             "tests/test_paper_smoke_adr.py"] + (["--collect-only"] if reduced else [])
     result["steps"].append(run_step("smoke", smoke, limits["smoke"], env))
 
     tests = [t for t in ("tests/test_precision.py", "tests/test_speed.py") if (REPO / t).is_file()]

@@ -127,8 +127,17 @@ def every_rule_run(tmp_path_factory, default_config):
     return work, cfg, snakemake_all(work, cfg, env)
 
 
+#: The longest modules (tens of minutes at the smoke scale on 2 cores), started first.
+LONGEST_FIRST = ("test_paper_smoke_adr.py", "test_paper_smoke_sglr.py")
+
+
 def pytest_collection_modifyitems(items):
-    """The end-to-end (slow) tests first, each module's tests in their order: with two
-    workers (make test: pytest -n 2), the longest tests then start at once instead of
-    leaving one worker alone with them at the end."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """The end-to-end (slow) tests first, the paper configs' smoke DAGs first of all, each
+    module's tests in their order: with two workers (make test: pytest -n 2 --dist
+    loadfile, which hands out modules round-robin), ADR's and SGLR's DAGs then start at
+    once on different workers instead of leaving one worker alone with them at the end."""
+    def key(item):
+        name = item.path.name
+        return (item.get_closest_marker("slow") is None,
+                LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST))
+    items.sort(key=key)

@@ -110,7 +110,7 @@ SMOKE_CASES = {
 @pytest.fixture()
 def cifar_overlay(tmp_path):
     """CIFAR-10 in its official archive format from the shared images (the official
-    archive cannot be downloaded here), as tests/test_paper_smoke.py points fetch at it."""
+    archive cannot be downloaded here), as tests/_paper_smoke.py points fetch at it."""
     import numpy as np
 
     from _eval_fixtures import shared_npz_or_skip, write_cifar10_archive
