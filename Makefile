@@ -34,10 +34,13 @@ demo-full: setup
 # 2 cores. --dist loadfile keeps each module on one worker, so its module- and session-scoped
 # fixtures are built once and its tests keep their order (test_methods_train's students after
 # their teachers). Not loadgroup: with pytest 9.2 it no longer groups (pytest-xdist issue 1386).
+# --no-loadscope-reorder: xdist would hand out the modules with the most tests first, so the
+# one-test paper smokes (the longest modules) started last; tests/conftest.py orders them first.
 TEST_WORKERS ?= 2
+PYTEST_DIST  := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test: setup lint
-	PATH="$(BIN):$$PATH" $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+	PATH="$(BIN):$$PATH" $(BIN)/python -m pytest $(PYTEST_DIST)
 
 # The workflow on a real single-node SLURM with accounting, and one without (root, Debian's
 # slurm-wlm munge slurmdbd mariadb-server; .ci/run installs them): .ci/slurm-test.sh.
@@ -45,7 +48,7 @@ test-slurm: setup
 	.ci/slurm-test.sh
 
 test-fast: setup
-	PATH="$(BIN):$$PATH" $(BIN)/python -m pytest -m "not slow" -n $(TEST_WORKERS) --dist loadfile
+	PATH="$(BIN):$$PATH" $(BIN)/python -m pytest -m "not slow" $(PYTEST_DIST)
 
 # Seconds: the workflow's lints on the .test/ config, and its formatting.
 lint: setup

@@ -134,8 +134,9 @@ LONGEST_FIRST = ("test_paper_smoke_adr.py", "test_paper_smoke_sglr.py")
 def pytest_collection_modifyitems(items):
     """The end-to-end (slow) tests first, the paper configs' smoke DAGs first of all, each
     module's tests in their order: with two workers (make test: pytest -n 2 --dist
-    loadfile, which hands out modules round-robin), ADR's and SGLR's DAGs then start at
-    once on different workers instead of leaving one worker alone with them at the end."""
+    loadfile --no-loadscope-reorder, which hands out modules in this order, one to each
+    worker first), ADR's and SGLR's DAGs then start at once on different workers instead
+    of leaving one worker alone with them at the end."""
     def key(item):
         name = item.path.name
         return (item.get_closest_marker("slow") is None,
