@@ -14,7 +14,6 @@ the SGLR and ADR DAGs side by side instead of one after the other on one worker.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -49,12 +48,11 @@ def archives(tmp_path_factory) -> dict[str, dict[str, str]]:
     return {d: {"path": str(out / names[d]), "md5": md5[d]} for d in names}
 
 
-def run_smoke(config: str, archives: dict, work: Path) -> subprocess.CompletedProcess:
+def run_smoke(config: str, archives: dict, work: Path, env: dict) -> subprocess.CompletedProcess:
+    """``snakemake all`` of ``config`` at the smoke scale in ``work`` (``env``: conftest's subprocess_env)."""
     paper = yaml.safe_load((REPO / "config" / config).read_text())
     overlay = work / "archives.yaml"
     overlay.write_text(yaml.safe_dump({"datasets": {d: {"options": archives[d]} for d in paper["datasets"]}}))
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-           "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
     cmd = [sys.executable, "-m", "snakemake", "all", "-s", str(REPO / "workflow" / "Snakefile"), "--directory", str(work),
            "--cores", "2", "--configfile", str(REPO / "config" / config), str(overlay), "--config", "scale=smoke"]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=3000)

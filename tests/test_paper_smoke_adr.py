@@ -12,8 +12,8 @@ from _paper_smoke import archives, check_tables_and_figures, eval_records, run_s
 pytestmark = pytest.mark.slow
 
 
-def test_adr_config_smoke_end_to_end(archives, tmp_path):
-    proc = run_smoke("adr.yaml", archives, tmp_path)
+def test_adr_config_smoke_end_to_end(archives, tmp_path, subprocess_env):
+    proc = run_smoke("adr.yaml", archives, tmp_path, subprocess_env)
     assert proc.returncode == 0, proc.stderr[-4000:]
     tables = check_tables_and_figures(tmp_path, "adr.yaml")
     results = tmp_path / "results" / "adr-smoke"

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
@@ -16,18 +14,15 @@ from _paper_smoke import REPO
 pytestmark = pytest.mark.slow
 
 
-def test_cifar10_mini_config_smoke_end_to_end(tmp_path):
+def test_cifar10_mini_config_smoke_end_to_end(tmp_path, subprocess_env):
     """The CPU-scale CIFAR config, on the shared genuine-pixel subset it names."""
-    shared_npz_or_skip()
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-           "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    npz = shared_npz_or_skip()
     overlay = tmp_path / "path.yaml"
-    overlay.write_text(yaml.safe_dump({"datasets": {"cifar10-mini": {"options": {
-        "path": str((REPO / "../shared/data/cifar10-jpeg-subset-10k-2k.npz").resolve())}}}}))
+    overlay.write_text(yaml.safe_dump({"datasets": {"cifar10-mini": {"options": {"path": str(npz.resolve())}}}}))
     proc = subprocess.run([sys.executable, "-m", "snakemake", "all", "-s", str(REPO / "workflow" / "Snakefile"),
                            "--directory", str(tmp_path), "--cores", "2", "--configfile",
                            str(REPO / "config" / "cifar10-mini.yaml"), str(overlay), "--config", "scale=smoke"],
-                          env=env, capture_output=True, text=True, timeout=1800)
+                          env=subprocess_env, capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-4000:]
     md = (tmp_path / "results" / "cifar10-mini-smoke" / "tables" / "main.md").read_text()
     methods = [line.split("|")[1].strip() for line in md.splitlines() if line.startswith("|")]
