@@ -8,7 +8,9 @@ and the others still run:
 2. ``bench``: ``python -m soften bench --no-mini`` (soften.tools.bench: step times,
    method overheads, speed options, AutoAttack, jobs per GPU), its JSON in ``bench/``;
 3. ``smoke``: the smoke scale of config/sglr.yaml and config/adr.yaml through
-   Snakemake (tests/test_paper_smoke_sglr.py and _adr.py; they skip without ../shared/data);
+   Snakemake (tests/test_paper_smoke_sglr.py and _adr.py; they skip without ../shared/data):
+   the GPU path of every stage, its networks at the smoke scale's 1/8 width (the
+   published widths on the GPU are ``bench``'s);
 4. ``tests``: ``pytest tests/test_precision.py tests/test_speed.py`` (those present)
    on this machine's device;
 5. ``bf16_study``: benchmarks/bf16_study.py, the fp32/bf16 short study (skipped,

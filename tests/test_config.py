@@ -132,3 +132,11 @@ def test_show_config_prints_resolved_values_with_their_origin(repo, capsys):
     assert main(["show-config", "--configfile", str(repo / "config" / "sglr.yaml"), "--config", "scale=smoke"]) == 0
     out = capsys.readouterr().out
     assert "results_dir: \"results/sglr-smoke\"" in out and "49 training runs" in out
+    # The paper's networks at full scale; only the smoke scale cuts their width, and says so.
+    assert main(["show-config", "--configfile", str(repo / "config" / "adr.yaml"),
+                 "--run", "cifar10/none/wrn34-10/pgd-at/seed0"]) == 0
+    assert "width_factor" not in capsys.readouterr().out
+    assert main(["show-config", "--configfile", str(repo / "config" / "adr.yaml"), "--config", "scale=smoke",
+                 "--run", "cifar10/none/wrn34-10/pgd-at/seed0"]) == 0
+    lines = {line.split(":")[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert lines["width_factor"].split("#")[0].split(":")[1].strip() == "0.125" and "smoke scale" in lines["width_factor"]

@@ -64,3 +64,4 @@ def test_smoke_scale_numbers(readme):
     assert f"{s['train']} training, {s['val']} validation and {s['test']} test images" in section
     assert f"{SMOKE['epochs']} epochs" in section and f"batch {SMOKE['batch_size']}" in section
     assert f"capped at {SMOKE['attack_steps']} steps" in section
+    assert f"1/{round(1 / SMOKE['width_factor'])} of its" in section and f"width_factor: {SMOKE['width_factor']}" in section

@@ -137,3 +137,20 @@ def test_card_of_a_paper_setting_cites_the_paper():
 
 def test_eps_text():
     assert [eps_text(e) for e in (8 / 255, 4 / 255, 0.5, 0.1)] == ["8/255", "4/255", "0.5", "0.1"]
+
+
+def test_a_smoke_width_model_exports_at_its_own_width(tmp_path):
+    """The standalone model.py rebuilds a smoke-scale checkpoint's narrower network: the
+    exported state_dict loads into it (strict), as it would not into the published width."""
+    import torch
+
+    from soften.models import build_model
+    from soften.tools.robustbench import import_loader, loader_source
+
+    args = {"arch": "wrn34-10", "num_classes": 10, "in_channels": 3, "width_factor": 0.125}
+    model = build_model(**args, mean=[0.5] * 3, std=[0.25] * 3)
+    torch.save(model.state_dict(), tmp_path / "m.pt")
+    (tmp_path / "model.py").write_text(loader_source("m", args))
+    loaded = import_loader(tmp_path / "model.py").load_model(tmp_path / "m.pt")
+    x = torch.rand(2, 3, 32, 32)
+    torch.testing.assert_close(loaded(x), model.eval()(x))

@@ -29,14 +29,18 @@ ARCHS: dict[str, Callable[..., nn.Module]] = {
 
 
 def build_model(
-    arch: str, *, num_classes: int, in_channels: int, mean: Sequence[float], std: Sequence[float]
+    arch: str, *, num_classes: int, in_channels: int, mean: Sequence[float], std: Sequence[float],
+    width_factor: float = 1.0,
 ) -> Normalized:
     """A fresh ``arch`` network (a key of :data:`ARCHS`) for ``num_classes`` classes and
     ``in_channels`` channels, wrapped to take [0, 1] images and normalise them with the
-    per-channel ``mean``/``std`` of the training pixels (in [0, 1] units)."""
+    per-channel ``mean``/``std`` of the training pixels (in [0, 1] units). ``width_factor``
+    scales every layer's channels (1: the published network; the smoke scale uses less)."""
     if arch not in ARCHS:
         raise ValueError(f"unknown architecture {arch!r}; known: {sorted(ARCHS)}")
-    net = ARCHS[arch](num_classes=num_classes, in_channels=in_channels)
+    if not 0 < width_factor <= 1:
+        raise ValueError(f"width_factor must be in (0, 1], got {width_factor!r}")
+    net = ARCHS[arch](num_classes=num_classes, in_channels=in_channels, width_factor=width_factor)
     return Normalized(net, mean, std)
 
 

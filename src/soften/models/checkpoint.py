@@ -39,7 +39,8 @@ def first_non_finite(obj: Any, prefix: str = "") -> str | None:
 def model_checkpoint(state_dict: dict[str, torch.Tensor], *, spec: dict[str, Any], model_args: dict[str, Any], epoch: int,
                      metrics: dict[str, Any], dataset_sha256: str | None = None) -> dict[str, Any]:
     """The content of ``best.pt``/``final.pt``: the weights (on CPU), how to rebuild the
-    model (``model_args``: arch, num_classes, in_channels), the run's spec, the epoch
+    model (``model_args``: arch, num_classes, in_channels, and width_factor where it is not
+    1), the run's spec, the epoch
     (counted from 1), its metrics (accuracies as fractions in [0, 1]) and the sha256 of
     the dataset it was trained on."""
     out = {
@@ -74,7 +75,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[to
         args = ckpt["model_args"]
         channels = args["in_channels"]
         model = build_model(args["arch"], num_classes=args["num_classes"], in_channels=channels,
-                            mean=[0.0] * channels, std=[1.0] * channels)
+                            mean=[0.0] * channels, std=[1.0] * channels, width_factor=args.get("width_factor", 1.0))
         model.load_state_dict(ckpt["model"])  # restores the normalisation buffers too
     except (KeyError, TypeError, RuntimeError, ValueError) as err:
         raise CorruptFileError(path, f"does not hold a complete model of its architecture ({type(err).__name__}: "

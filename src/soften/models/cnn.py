@@ -13,8 +13,9 @@ class SmallCNN(nn.Module):
     a linear head.
     """
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 1, width: int = 16):
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, width: int = 16, width_factor: float = 1.0):
         super().__init__()
+        width = max(1, round(width * width_factor))  # width_factor: the smoke scale's cut (models.resnet)
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, width, 3, padding=1, bias=False),
             nn.BatchNorm2d(width),
@@ -36,8 +37,8 @@ class SmallCNN(nn.Module):
         return self.head(self.features(x))
 
 
-def wide_cnn(num_classes: int = 10, in_channels: int = 1) -> SmallCNN:
+def wide_cnn(num_classes: int = 10, in_channels: int = 1, width_factor: float = 1.0) -> SmallCNN:
     """SmallCNN at twice the width (32/64 channels, ~4x the parameters): a
     bigger, different source model for black-box transfer attacks on the CPU
     demo, as SGLR crafts on ResNet-34/50 to attack ResNet-18."""
-    return SmallCNN(num_classes=num_classes, in_channels=in_channels, width=32)
+    return SmallCNN(num_classes=num_classes, in_channels=in_channels, width=32, width_factor=width_factor)

@@ -5,6 +5,10 @@
 - PreActResNet-18: He et al. 2016b, the robust-overfitting baseline of Rice et al.
 - WRN-34-10: Zagoruyko & Komodakis, the ADR paper's large model.
 Inputs larger than 32x32 (TinyImageNet) work through the adaptive pooling.
+
+``width_factor`` scales every layer's channel count (1: the published networks). Only
+the smoke scale uses another value (soften.pipeline.config.SMOKE): the same depth, blocks
+and strides at a fraction of the cost.
 """
 
 from __future__ import annotations
@@ -84,18 +88,25 @@ class PreActBlock(nn.Module):
         return out + shortcut
 
 
-class ResNet(nn.Module):
-    """A ResNet of ``block`` with ``num_blocks`` per stage (64/128/256/512 planes), CIFAR stem."""
+def scaled(channels: int, width_factor: float) -> int:
+    """``channels`` times ``width_factor``, at least one."""
+    return max(1, round(channels * width_factor))
 
-    def __init__(self, block, num_blocks, num_classes=10, in_channels=3, preact=False):
+
+class ResNet(nn.Module):
+    """A ResNet of ``block`` with ``num_blocks`` per stage (64/128/256/512 planes times
+    ``width_factor``), CIFAR stem."""
+
+    def __init__(self, block, num_blocks, num_classes=10, in_channels=3, preact=False, width_factor=1.0):
         super().__init__()
         self.preact = preact
-        self.in_planes = 64
-        self.conv1 = nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False)
+        stem = scaled(64, width_factor)
+        self.in_planes = stem
+        self.conv1 = nn.Conv2d(in_channels, stem, 3, 1, 1, bias=False)
         # Pre-activation nets apply BN+ReLU inside their first block instead.
-        self.bn1 = None if preact else nn.BatchNorm2d(64)
+        self.bn1 = None if preact else nn.BatchNorm2d(stem)
         layers = []
-        for i, (planes, n) in enumerate(zip((64, 128, 256, 512), num_blocks)):
+        for i, (planes, n) in enumerate(zip([scaled(p, width_factor) for p in (64, 128, 256, 512)], num_blocks)):
             for stride in [1 if i == 0 else 2] + [1] * (n - 1):
                 layers.append(block(self.in_planes, planes, stride))
                 self.in_planes = planes * block.expansion
@@ -117,12 +128,13 @@ class ResNet(nn.Module):
 
 
 class WideResNet(nn.Module):
-    """WRN-depth-widen from pre-activation blocks (the AT literature's WRN-34-10)."""
+    """WRN-depth-widen from pre-activation blocks (the AT literature's WRN-34-10), channels
+    times ``width_factor``."""
 
-    def __init__(self, depth=34, widen=10, num_classes=10, in_channels=3):
+    def __init__(self, depth=34, widen=10, num_classes=10, in_channels=3, width_factor=1.0):
         super().__init__()
         n = (depth - 4) // 6
-        widths = [16, 16 * widen, 32 * widen, 64 * widen]
+        widths = [scaled(w, width_factor) for w in (16, 16 * widen, 32 * widen, 64 * widen)]
         self.conv1 = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)
         blocks, in_planes = [], widths[0]
         for i, planes in enumerate(widths[1:]):
@@ -139,31 +151,31 @@ class WideResNet(nn.Module):
         return self.linear(F.adaptive_avg_pool2d(out, 1).flatten(1))
 
 
-def resnet18(num_classes=10, in_channels=3):
+def resnet18(num_classes=10, in_channels=3, width_factor=1.0):
     """ResNet-18 for ``num_classes`` classes and ``in_channels`` input channels (un-normalised: see
     models.build_model)."""
-    return ResNet(BasicBlock, (2, 2, 2, 2), num_classes, in_channels)
+    return ResNet(BasicBlock, (2, 2, 2, 2), num_classes, in_channels, width_factor=width_factor)
 
 
-def resnet34(num_classes=10, in_channels=3):
+def resnet34(num_classes=10, in_channels=3, width_factor=1.0):
     """ResNet-34 for ``num_classes`` classes and ``in_channels`` input channels (un-normalised: see
     models.build_model)."""
-    return ResNet(BasicBlock, (3, 4, 6, 3), num_classes, in_channels)
+    return ResNet(BasicBlock, (3, 4, 6, 3), num_classes, in_channels, width_factor=width_factor)
 
 
-def resnet50(num_classes=10, in_channels=3):
+def resnet50(num_classes=10, in_channels=3, width_factor=1.0):
     """ResNet-50 (bottleneck blocks) for ``num_classes`` classes and ``in_channels`` input channels
     (un-normalised: see models.build_model)."""
-    return ResNet(Bottleneck, (3, 4, 6, 3), num_classes, in_channels)
+    return ResNet(Bottleneck, (3, 4, 6, 3), num_classes, in_channels, width_factor=width_factor)
 
 
-def preact_resnet18(num_classes=10, in_channels=3):
+def preact_resnet18(num_classes=10, in_channels=3, width_factor=1.0):
     """PreActResNet-18 (Rice et al. 2020) for ``num_classes`` classes and ``in_channels`` input
     channels (un-normalised: see models.build_model)."""
-    return ResNet(PreActBlock, (2, 2, 2, 2), num_classes, in_channels, preact=True)
+    return ResNet(PreActBlock, (2, 2, 2, 2), num_classes, in_channels, preact=True, width_factor=width_factor)
 
 
-def wide_resnet34_10(num_classes=10, in_channels=3):
+def wide_resnet34_10(num_classes=10, in_channels=3, width_factor=1.0):
     """WRN-34-10 (ADR's large model) for ``num_classes`` classes and ``in_channels`` input channels
     (un-normalised: see models.build_model)."""
-    return WideResNet(34, 10, num_classes, in_channels)
+    return WideResNet(34, 10, num_classes, in_channels, width_factor=width_factor)

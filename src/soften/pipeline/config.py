@@ -92,6 +92,11 @@ SMOKE: dict[str, Any] = {
     "torchattacks_settings": {"apgd.steps": 2, "apgd_targeted.steps": 2, "apgd_targeted.n_target_classes": 1,
                               "fab.steps": 2, "fab.n_target_classes": 1, "square.n_queries": 10},
     "threads": 1,
+    # Every architecture at 1/8 of its channels (same depth, blocks and strides): WRN-34-10's
+    # 6.6 GFLOP per CIFAR image become 0.1, and ADR's 18 WRN runs stop being most of the
+    # smoke DAG's CPU time. The published widths are checked by tests/test_models.py and
+    # timed by `soften bench`.
+    "width_factor": 0.125,
 }
 
 #: Experiment names that would shadow a workflow rule (an experiment is also a Snakemake target).
@@ -263,7 +268,7 @@ def smoke_run(spec: dict[str, Any]) -> dict[str, Any]:
         for key in [k for k in comp if k.endswith("_epoch")]:
             comp[key] = _scale_epoch(int(comp[key]), full, smoke)
     threat = dict(spec["threat"], steps=min(spec["threat"]["steps"], SMOKE["threat_steps"]))
-    return {**spec, "training": tr, "method_params": params, "threat": threat}
+    return {**spec, "training": tr, "method_params": params, "threat": threat, "width_factor": SMOKE["width_factor"]}
 
 
 def smoke_attack(params: dict[str, Any]) -> dict[str, Any]:

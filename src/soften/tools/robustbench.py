@@ -228,6 +228,8 @@ from __future__ import annotations
 
 from pathlib import Path
 '''
+    # only smoke-scale checkpoints have a width_factor (soften.pipeline.config.SMOKE)
+    width = f", width_factor={model_args['width_factor']!r}" if "width_factor" in model_args else ""
     footer = f'''
 
 
@@ -237,7 +239,7 @@ STATE_DICT = Path(__file__).with_name("{name}.pt")
 def build_model() -> nn.Module:
     """The architecture, untrained; :func:`load_model` fills in the weights."""
     channels = {model_args["in_channels"]}
-    net = {ctor.__name__}(num_classes={model_args["num_classes"]}, in_channels=channels)
+    net = {ctor.__name__}(num_classes={model_args["num_classes"]}, in_channels=channels{width})
     return Normalized(net, [0.0] * channels, [1.0] * channels)
 
 

@@ -79,6 +79,8 @@ def _run_lines(cfg: dict[str, Any], run: str, origins: dict[str, str]) -> str:
             why = _origin(head, origins) or "default (schema)"
             if head != "scale":
                 why += "; where the job runs (or how it reports), not part of the run's identity"
+        elif head == "width_factor":
+            why = "smoke scale: every architecture at this fraction of its channels (soften.pipeline.config.SMOKE)"
         elif head == "data_subset":
             why = (_origin(f"datasets.{dataset}.subset.{rest}", origins) or _origin(f"datasets.{dataset}.subset", origins)
                    or ("smoke scale" if cfg["scale"] == "smoke" else "none"))

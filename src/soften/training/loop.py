@@ -309,8 +309,10 @@ def set_up(spec: dict[str, Any], out_dir: str | Path) -> Run:
     num_classes, in_channels = len(arrays["class_names"]), int(arrays["x_train"].shape[-1])
 
     torch.manual_seed(spec["seed"])
-    model = build_model(spec["arch"], num_classes=num_classes, in_channels=in_channels,
-                        mean=arrays["mean"].tolist(), std=arrays["std"].tolist()).to(device)
+    # width_factor: only the smoke scale's specs have one (soften.pipeline.config.SMOKE)
+    model_args = {"arch": spec["arch"], "num_classes": num_classes, "in_channels": in_channels,
+                  **({"width_factor": spec["width_factor"]} if "width_factor" in spec else {})}
+    model = build_model(**model_args, mean=arrays["mean"].tolist(), std=arrays["std"].tolist()).to(device)
     prepare_model(model, tr)  # channels_last, compile (soften.training.speed)
     optimizer, scheduler = build_optimizer(model, tr, device)
     setup = Setup(num_samples=len(train_data), num_classes=num_classes, model=model, device=device,
@@ -321,7 +323,7 @@ def set_up(spec: dict[str, Any], out_dir: str | Path) -> Run:
     train_monitor, test_monitor, monitor_steps = monitor_splits(objective.adversarial, tr, train_data, val_data, test_data)
     test_select = test_data if "test" in tr.get("select_on", ["validation"]) else None
     return Run(spec=spec, out=Path(out_dir), device=device,
-               model_args={"arch": spec["arch"], "num_classes": num_classes, "in_channels": in_channels},
+               model_args=model_args,
                dataset_sha256=dataset_digest(spec["dataset_npz"]), train_data=train_data, val_data=val_data,
                train_monitor=train_monitor, test_monitor=test_monitor, monitor_steps=monitor_steps, test_select=test_select,
                model=model, optimizer=optimizer, scheduler=scheduler, objective=objective, refiner=refiner, extras=extras,
