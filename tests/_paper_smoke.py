@@ -14,8 +14,11 @@ the SGLR and ADR DAGs side by side instead of one after the other on one worker.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +26,7 @@ import pytest
 import yaml
 
 
+import _warm_python
 from _eval_fixtures import (shared_npz_or_skip, write_cifar10_archive, write_cifar100_archive,
                             write_tinyimagenet_zip)
 
@@ -48,8 +52,32 @@ def archives(tmp_path_factory) -> dict[str, dict[str, str]]:
     return {d: {"path": str(out / names[d]), "md5": md5[d]} for d in names}
 
 
-def run_smoke(config: str, archives: dict, work: Path, env: dict) -> subprocess.CompletedProcess:
-    """``snakemake all`` of ``config`` at the smoke scale in ``work`` (``env``: conftest's subprocess_env)."""
+@pytest.fixture(scope="module")
+def warm_python():
+    """Environment entries that send the jobs' ``python -m soften`` to one warm interpreter
+    (tests/_warm_python.py), served for the module."""
+    folder = Path(tempfile.mkdtemp(prefix="soften-warm-"))
+    sock = folder / "sock"
+    _warm_python.install(folder, sys.executable)
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    with open(folder / "server.log", "wb") as log:
+        server = subprocess.Popen([sys.executable, _warm_python.__file__, str(sock)], env=env, stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 120
+        while not sock.exists():
+            assert server.poll() is None and time.monotonic() < deadline, (folder / "server.log").read_text()[-2000:]
+            time.sleep(0.1)
+        yield {"PATH": str(folder) + os.pathsep, "SOFTEN_WARM_SOCKET": str(sock)}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def run_smoke(config: str, archives: dict, work: Path, env: dict, warm: dict | None = None) -> subprocess.CompletedProcess:
+    """``snakemake all`` of ``config`` at the smoke scale in ``work`` (``env``: conftest's
+    subprocess_env; ``warm``: the :func:`warm_python` fixture's entries, PATH prepended)."""
+    if warm:
+        env = dict(env, SOFTEN_WARM_SOCKET=warm["SOFTEN_WARM_SOCKET"], PATH=warm["PATH"] + env["PATH"])
     paper = yaml.safe_load((REPO / "config" / config).read_text())
     overlay = work / "archives.yaml"
     overlay.write_text(yaml.safe_dump({"datasets": {d: {"options": archives[d]} for d in paper["datasets"]}}))

@@ -8,13 +8,13 @@ import pytest
 
 from soften.pipeline.config import SMOKE
 
-from _paper_smoke import archives, check_tables_and_figures, eval_records, run_smoke  # noqa: F401 (archives: a fixture)
+from _paper_smoke import archives, check_tables_and_figures, eval_records, run_smoke, warm_python  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.slow
 
 
-def test_sglr_config_smoke_end_to_end(archives, tmp_path, subprocess_env):
-    proc = run_smoke("sglr.yaml", archives, tmp_path, subprocess_env)
+def test_sglr_config_smoke_end_to_end(archives, tmp_path, subprocess_env, warm_python):
+    proc = run_smoke("sglr.yaml", archives, tmp_path, subprocess_env, warm_python)
     assert proc.returncode == 0, proc.stderr[-4000:]
     tables = check_tables_and_figures(tmp_path, "sglr.yaml")
     results = tmp_path / "results" / "sglr-smoke"
