@@ -7,6 +7,8 @@ soften's code: a wrong default, a leaked demo value or a typo in a config fails 
 
 from __future__ import annotations
 
+import collections
+import functools
 import json
 import re
 import subprocess
@@ -14,10 +16,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from soften.pipeline import layout
 from soften.pipeline.config import load_config, required_runs, resolve_eval, resolve_run
 from soften.devices import PLACEMENT_KEYS
+
+from _dag import DryJob, dry_run_jobs
 
 REPO = Path(__file__).resolve().parents[1]
 EPS = 8 / 255          # SGLR §4, ADR §5.1
@@ -119,16 +124,34 @@ def test_adr_evaluation_is_the_papers(adr):
     assert adr["sanity"]["eps_steps"] == 100                                    # App. E Fig. 6a: PGD-100
 
 
-def dry_run(config: str, target: str) -> str:
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-p", target, "--cores", "1",
+@functools.lru_cache(maxsize=None)
+def dry_run(config: str) -> str:
+    """``snakemake -n -p all TABLE...``: every table of ``config`` a target, in one DAG (one
+    Snakemake start per config instead of one per table: a target's own DAG is its job and,
+    transitively, the jobs making its inputs, which :func:`target_jobs` reads back out)."""
+    tables = list(yaml.safe_load((REPO / "config" / config).read_text())["experiments"])
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-p", "all", *tables, "--cores", "1",
                            "--configfile", str(REPO / "config" / config), "--workflow-profile", "none"],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     return proc.stdout
 
 
-def train_specs(out: str) -> list[dict]:
-    return [json.loads(m) for m in re.findall(r"soften train --spec '(\{.*?\})' --out", out)]
+def target_jobs(config: str, target: str) -> list[DryJob]:
+    """The jobs ``snakemake TARGET`` plans: the target rule's job and every job it needs."""
+    jobs = dry_run_jobs(dry_run(config))
+    maker = {path: job for job in jobs for path in job.output}
+    todo, seen = [next(j for j in jobs if j.rule == target)], {}
+    while todo:
+        job = todo.pop()
+        if id(job) not in seen:
+            seen[id(job)] = job
+            todo += [maker[path] for path in job.input if path in maker]
+    return list(seen.values())
+
+
+def train_specs(jobs: list[DryJob]) -> list[dict]:
+    return [json.loads(m) for j in jobs for m in re.findall(r"soften train --spec '(\{.*?\})' --out", j.shell)]
 
 
 # Training runs each paper table needs, counted from the papers' tables.
@@ -150,16 +173,15 @@ TABLE_RUNS = [
 
 @pytest.mark.parametrize("config,table,runs", TABLE_RUNS)
 def test_snakemake_plans_exactly_the_runs_of_each_paper_table(config, table, runs):
-    out = dry_run(config, table)
-    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out[out.index("Job stats:"):], re.M))
-    assert int(counts["train"]) == runs
-    assert int(counts["tables"]) == 1 and int(counts["figures"]) == 1
+    counts = collections.Counter(job.rule for job in target_jobs(config, table))
+    assert counts["train"] == runs
+    assert counts["tables"] == 1 and counts["figures"] == 1 and counts[table] == 1
 
 
 def test_snakemake_passes_the_librarys_specs_nothing_from_the_demo():
     """What a job gets through the real Snakefile is what load_config(config/adr.yaml) resolves."""
     cfg = load_config(REPO / "config" / "adr.yaml")
-    got = train_specs(dry_run("adr.yaml", "tab1"))
+    got = train_specs(target_jobs("adr.yaml", "tab1"))
     assert len(got) == 12
     for spec in got:
         want = resolve_run(cfg, spec["dataset"], spec["noise"], spec["arch"], spec["method"], spec["seed"])
@@ -198,7 +220,7 @@ def test_snakemake_plans_adr_code_autoattack_for_every_autoattack_table():
     """Every ADR table that reports AutoAttack (1, 2, 4) gets torchattacks-3.3 evaluations on the
     checkpoints it shows, beside the standard ones; the train jobs write best_test.pt."""
     cfg = load_config(REPO / "config" / "adr.yaml")
-    out = dry_run("adr.yaml", "all")
+    out = "\n".join(", ".join(job.output) for job in target_jobs("adr.yaml", "all"))
     planned = set(re.findall(r"(\S+/eval/\S+-aa(?:-adr-code)?\.json)", out))
     for name in ("tab1", "tab2", "tab4"):
         exp = cfg["experiments"][name]
