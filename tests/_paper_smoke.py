@@ -73,11 +73,15 @@ def warm_python():
         server.wait(timeout=30)
 
 
+def warm_env(env: dict, warm: dict | None) -> dict:
+    """``env`` with the :func:`warm_python` fixture's entries (its PATH first), if any."""
+    return dict(env, SOFTEN_WARM_SOCKET=warm["SOFTEN_WARM_SOCKET"], PATH=warm["PATH"] + env["PATH"]) if warm else env
+
+
 def run_smoke(config: str, archives: dict, work: Path, env: dict, warm: dict | None = None) -> subprocess.CompletedProcess:
     """``snakemake all`` of ``config`` at the smoke scale in ``work`` (``env``: conftest's
     subprocess_env; ``warm``: the :func:`warm_python` fixture's entries, PATH prepended)."""
-    if warm:
-        env = dict(env, SOFTEN_WARM_SOCKET=warm["SOFTEN_WARM_SOCKET"], PATH=warm["PATH"] + env["PATH"])
+    env = warm_env(env, warm)
     paper = yaml.safe_load((REPO / "config" / config).read_text())
     overlay = work / "archives.yaml"
     overlay.write_text(yaml.safe_dump({"datasets": {d: {"options": archives[d]} for d in paper["datasets"]}}))

@@ -34,7 +34,8 @@ from pathlib import Path
 
 #: What the smoke jobs import; nothing here may start threads or touch CUDA, so that each
 #: forked child initialises both itself. Not soften.__main__: the child runs it as __main__.
-PRELOAD = ("torch", "numpy", "autoattack", "torchattacks", "soften.pipeline.stages",
+#: torch._dynamo: torch.optim imports it on the first optimizer built (~2 CPU-s per train job).
+PRELOAD = ("torch", "torch._dynamo", "numpy", "autoattack", "torchattacks", "soften.pipeline.stages",
            "soften.training.loop", "soften.evaluation.evaluate", "soften.evaluation.autoattack",
            "soften.evaluation.torchattacks_aa", "soften.evaluation.sanity", "soften.evaluation.transfer",
            "soften.evaluation.calibration", "soften.reporting.tables", "soften.reporting.plots")

@@ -107,8 +107,8 @@ TINY_DIGITS = {"training": {"epochs": 2, "lr_milestones": [1]}, "threat": {"eps"
 def every_rule_run(tmp_path_factory, default_config):
     """The default config's whole evaluation suite (AutoAttack, CW, transfer, calibration,
     sanity), shrunk to one 2-epoch run and a few test images, run once through the real
-    workflow: (workdir, config file, the finished Snakemake process). Built once per pytest
-    worker: test_workflow.py and test_report.py share it when they run on the same one."""
+    workflow: (workdir, config file, the finished Snakemake process). Session-scoped, and its
+    two readers are in one module (test_workflow.py), so it is built once in a run."""
     env = dict(os.environ)
     env["PATH"] = PYTHON_BIN + os.pathsep + env.get("PATH", "")
     env["PYTHONPATH"] = str(REPO / "src") + os.pathsep + env.get("PYTHONPATH", "")

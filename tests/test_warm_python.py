@@ -9,15 +9,14 @@ import sys
 
 import pytest
 
-from _paper_smoke import warm_python  # noqa: F401 (a fixture)
+from _paper_smoke import warm_env, warm_python  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.slow
 
 
 def _run(warm, subprocess_env, cwd, *args, **env):
-    env = dict(subprocess_env, **warm, **env)
-    env["PATH"] = warm["PATH"] + subprocess_env["PATH"]
-    return subprocess.run(["python", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(["python", *args], cwd=cwd, env=dict(warm_env(subprocess_env, warm), **env),
+                          capture_output=True, text=True, timeout=120)
 
 
 def test_the_shim_runs_soften_in_the_server_with_the_jobs_streams_and_status(warm_python, subprocess_env, tmp_path):
