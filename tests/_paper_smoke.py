@@ -13,8 +13,10 @@ the SGLR and ADR DAGs side by side instead of one after the other on one worker.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -52,10 +54,10 @@ def archives(tmp_path_factory) -> dict[str, dict[str, str]]:
     return {d: {"path": str(out / names[d]), "md5": md5[d]} for d in names}
 
 
-@pytest.fixture(scope="module")
-def warm_python():
-    """Environment entries that send the jobs' ``python -m soften`` to one warm interpreter
-    (tests/_warm_python.py), served for the module."""
+@contextlib.contextmanager
+def serve_warm():
+    """A warm interpreter (tests/_warm_python.py) for as long as the block runs: yields the
+    environment entries that send jobs' ``python -m soften`` to it (see :func:`warm_env`)."""
     folder = Path(tempfile.mkdtemp(prefix="soften-warm-"))
     sock = folder / "sock"
     _warm_python.install(folder, sys.executable)
@@ -71,6 +73,14 @@ def warm_python():
     finally:
         server.terminate()
         server.wait(timeout=30)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def warm_python():
+    """:func:`serve_warm` for the module."""
+    with serve_warm() as warm:
+        yield warm
 
 
 def warm_env(env: dict, warm: dict | None) -> dict:

@@ -124,7 +124,12 @@ def every_rule_run(tmp_path_factory, default_config):
                         "calibration": one, "masking": one},
     }
     cfg = write_config(work / "tiny.yaml", default_config, **tiny)
-    return work, cfg, snakemake_all(work, cfg, env)
+    # What this run checks is the rules' outputs, not process start-up (test_workflow's
+    # end-to-end test and the DVC test start real processes): its jobs fork from a warm interpreter.
+    from _paper_smoke import serve_warm, warm_env
+
+    with serve_warm() as warm:
+        return work, cfg, snakemake_all(work, cfg, warm_env(env, warm))
 
 
 #: The longest modules (tens of minutes at the smoke scale on 2 cores), started first.

@@ -19,6 +19,8 @@ import torch
 from soften import devices
 from soften.errors import SoftenError
 
+from _paper_smoke import warm_env, warm_python  # noqa: F401 (a fixture)
+
 REPO = Path(__file__).resolve().parents[1]
 
 # A job: fake CUDA with COUNT GPUs whose UUIDs are their physical numbers (the entries of
@@ -250,3 +252,26 @@ def test_gpu_sharing_is_placement_a_run_resumes_across_it(tiny_spec, tmp_path):
     first = train(dict(spec, gpu_slots=1), tmp_path / "run", stop_after_epoch=1, progress=False)
     history = train(dict(spec, gpu_slots=4), tmp_path / "run", progress=False)
     assert history[0] == first[0] and len(history) == 2
+
+
+@pytest.mark.slow
+def test_every_gpu_job_is_told_the_slots(repo, tmp_path, subprocess_env, warm_python):
+    """gpu_slots_per_device reaches the jobs through the environment the Snakefile sets
+    (not their commands: moving jobs re-runs nothing), as each job's log records. The jobs
+    are forked from the warm interpreter (tests/_warm_python.py), which hands each the
+    environment its shell had: what is checked is the Snakefile's part."""
+    subprocess_env = warm_env(subprocess_env, warm_python)
+    cmd = [sys.executable, "-m", "snakemake", "all", "-s", str(repo / "workflow" / "Snakefile"), "--directory",
+           str(tmp_path), "--cores", "2", "--configfile", str(repo / ".test" / "config" / "config.yaml"),
+           "--config", "gpu_slots_per_device=4", "device=cpu"]
+    dry = subprocess.run([*cmd, "-n", "-p"], env=subprocess_env, capture_output=True, text=True)
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    assert "python -m soften train" in dry.stdout and "--gpu-slots" not in dry.stdout
+    proc = subprocess.run(cmd, env=subprocess_env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    placed = {"train", "evaluate", "evaluate_attack", "calibrate", "sanity", "craft_transfer", "evaluate_transfer"}
+    logs = {stage: list((tmp_path / "results" / "logs" / stage).rglob("*.log")) for stage in placed}
+    assert all(logs.values()), {s: len(v) for s, v in logs.items()}
+    for stage, files in logs.items():
+        for f in files:
+            assert "job slot(s) per GPU" in f.read_text() and "device cpu, 1 thread(s), 4 job slot(s)" in f.read_text(), f
