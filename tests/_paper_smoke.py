@@ -55,13 +55,14 @@ def archives(tmp_path_factory) -> dict[str, dict[str, str]]:
 
 
 @contextlib.contextmanager
-def serve_warm():
-    """A warm interpreter (tests/_warm_python.py) for as long as the block runs: yields the
-    environment entries that send jobs' ``python -m soften`` to it (see :func:`warm_env`)."""
+def serve_warm(src: Path = REPO / "src"):
+    """A warm interpreter (tests/_warm_python.py) importing soften from ``src``, for as long
+    as the block runs: yields the environment entries that send jobs' ``python -m soften``
+    to it (see :func:`warm_env`)."""
     folder = Path(tempfile.mkdtemp(prefix="soften-warm-"))
     sock = folder / "sock"
     _warm_python.install(folder, sys.executable)
-    env = dict(os.environ, PYTHONPATH=str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = dict(os.environ, PYTHONPATH=str(src) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     with open(folder / "server.log", "wb") as log:
         server = subprocess.Popen([sys.executable, _warm_python.__file__, str(sock)], env=env, stdout=log, stderr=log)
     try:

@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from _dag import dry_run_jobs, dvc_command, dvc_status_stages, snakemake
+from _paper_smoke import serve_warm, warm_env
 from conftest import write_config
 
 SRC = "src/soften/"
@@ -197,7 +198,11 @@ def test_dvc_and_snakemake_agree_both_ways(repo, tmp_path, subprocess_env):
     run("git", "init", "-q")
     run("dvc", "init", "-q")
 
-    run("dvc", "repro")
+    # DVC's jobs fork from a warm interpreter importing this copy's soften (tests/_warm_python.py);
+    # Snakemake's below start fresh processes: equal bytes also say the two ways run alike.
+    with serve_warm(work / "src") as warm:
+        proc = subprocess.run(["dvc", "repro"], cwd=work, env=warm_env(env, warm), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "Nothing to be done" in snake("-n")
     reference = _digests(work, stages)
     assert "up to date" in run("dvc", "status")
