@@ -1,8 +1,10 @@
 """What test_paper_smoke_sglr.py and test_paper_smoke_adr.py share: every paper config's whole
 DAG at the smoke scale, on CPU, through the real Snakemake: the real dataset readers on archives in the official formats (CIFAR python tarballs
 from genuine CIFAR-10 images, a TinyImageNet zip in the cs231n layout), the real
-architectures, every method, every attack including AutoAttack standard, transfer,
-calibration, sanity, tables with the papers' numbers and figures.
+architectures (at the smoke scale's 1/8 width), every method, every attack including
+AutoAttack standard, transfer, calibration, sanity, tables with the papers' numbers and
+figures. The jobs fork from one warm interpreter (tests/_warm_python.py), so that each
+does not spend seconds importing torch for milliseconds of work.
 
 The official archives cannot be downloaded here; the fetch stage is pointed at the
 test's archives through the datasets' ``path``/``md5`` options, in an overlay file
@@ -13,14 +15,9 @@ the SGLR and ADR DAGs side by side instead of one after the other on one worker.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import shutil
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +25,7 @@ import pytest
 import yaml
 
 
-import _warm_python
+from _warm_python import warm_env
 from _eval_fixtures import (shared_npz_or_skip, write_cifar10_archive, write_cifar100_archive,
                             write_tinyimagenet_zip)
 
@@ -54,44 +51,9 @@ def archives(tmp_path_factory) -> dict[str, dict[str, str]]:
     return {d: {"path": str(out / names[d]), "md5": md5[d]} for d in names}
 
 
-@contextlib.contextmanager
-def serve_warm(src: Path = REPO / "src"):
-    """A warm interpreter (tests/_warm_python.py) importing soften from ``src``, for as long
-    as the block runs: yields the environment entries that send jobs' ``python -m soften``
-    to it (see :func:`warm_env`)."""
-    folder = Path(tempfile.mkdtemp(prefix="soften-warm-"))
-    sock = folder / "sock"
-    _warm_python.install(folder, sys.executable)
-    env = dict(os.environ, PYTHONPATH=str(src) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    with open(folder / "server.log", "wb") as log:
-        server = subprocess.Popen([sys.executable, _warm_python.__file__, str(sock)], env=env, stdout=log, stderr=log)
-    try:
-        deadline = time.monotonic() + 120
-        while not sock.exists():
-            assert server.poll() is None and time.monotonic() < deadline, (folder / "server.log").read_text()[-2000:]
-            time.sleep(0.1)
-        yield {"PATH": str(folder) + os.pathsep, "SOFTEN_WARM_SOCKET": str(sock)}
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def warm_python():
-    """:func:`serve_warm` for the module."""
-    with serve_warm() as warm:
-        yield warm
-
-
-def warm_env(env: dict, warm: dict | None) -> dict:
-    """``env`` with the :func:`warm_python` fixture's entries (its PATH first), if any."""
-    return dict(env, SOFTEN_WARM_SOCKET=warm["SOFTEN_WARM_SOCKET"], PATH=warm["PATH"] + env["PATH"]) if warm else env
-
-
 def run_smoke(config: str, archives: dict, work: Path, env: dict, warm: dict | None = None) -> subprocess.CompletedProcess:
     """``snakemake all`` of ``config`` at the smoke scale in ``work`` (``env``: conftest's
-    subprocess_env; ``warm``: the :func:`warm_python` fixture's entries, PATH prepended)."""
+    subprocess_env; ``warm``: conftest's warm_python fixture, its jobs forked from it)."""
     env = warm_env(env, warm)
     paper = yaml.safe_load((REPO / "config" / config).read_text())
     overlay = work / "archives.yaml"

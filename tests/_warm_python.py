@@ -15,22 +15,30 @@ resumed, timed out; a job ending with the Snakemake that started it, soften.pipe
 which finds no Snakemake among a forked child's ancestors) is tested by the other workflow
 tests, which start real processes. tests/test_warm_python.py checks the shim itself.
 
-``python tests/_warm_python.py SOCKET`` serves until terminated.
+``python tests/_warm_python.py SOCKET`` serves until terminated; tests use :func:`serve_warm`
+(conftest's ``warm_python`` fixture: one server per test module) and :func:`warm_env`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import runpy
+import shutil
 import signal
 import socket
 import stat
 import struct
+import subprocess
 import sys
+import tempfile
 import threading
+import time
 import traceback
 from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
 
 #: What the smoke jobs import; nothing here may start threads or touch CUDA, so that each
 #: forked child initialises both itself. Not soften.__main__: the child runs it as __main__.
@@ -182,6 +190,36 @@ for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
 code = struct.unpack("!i", recv_exact(conn, 4))[0]
 sys.exit(code if code >= 0 else 128 - code)
 '''
+
+
+# ------------------------------------------------------------------ for the tests
+
+@contextlib.contextmanager
+def serve_warm(src: Path = REPO / "src"):
+    """A warm interpreter (tests/_warm_python.py) importing soften from ``src``, for as long
+    as the block runs: yields the environment entries that send jobs' ``python -m soften``
+    to it (see :func:`warm_env`)."""
+    folder = Path(tempfile.mkdtemp(prefix="soften-warm-"))
+    sock = folder / "sock"
+    install(folder, sys.executable)
+    env = dict(os.environ, PYTHONPATH=str(src) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    with open(folder / "server.log", "wb") as log:
+        server = subprocess.Popen([sys.executable, __file__, str(sock)], env=env, stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 120
+        while not sock.exists():
+            assert server.poll() is None and time.monotonic() < deadline, (folder / "server.log").read_text()[-2000:]
+            time.sleep(0.1)
+        yield {"PATH": str(folder) + os.pathsep, "SOFTEN_WARM_SOCKET": str(sock)}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def warm_env(env: dict, warm: dict | None) -> dict:
+    """``env`` with :func:`serve_warm`'s entries (its PATH first), if any."""
+    return dict(env, SOFTEN_WARM_SOCKET=warm["SOFTEN_WARM_SOCKET"], PATH=warm["PATH"] + env["PATH"]) if warm else env
 
 
 if __name__ == "__main__":

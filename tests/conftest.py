@@ -126,10 +126,20 @@ def every_rule_run(tmp_path_factory, default_config):
     cfg = write_config(work / "tiny.yaml", default_config, **tiny)
     # What this run checks is the rules' outputs, not process start-up (test_workflow's
     # end-to-end test and the DVC test start real processes): its jobs fork from a warm interpreter.
-    from _paper_smoke import serve_warm, warm_env
+    from _warm_python import serve_warm, warm_env
 
     with serve_warm() as warm:
         return work, cfg, snakemake_all(work, cfg, warm_env(env, warm))
+
+
+@pytest.fixture(scope="module")
+def warm_python():
+    """A warm interpreter for the module's Snakemake runs (tests/_warm_python.py): pass it to
+    ``_warm_python.warm_env`` and their jobs' ``python -m soften`` fork from it."""
+    from _warm_python import serve_warm
+
+    with serve_warm() as warm:
+        yield warm
 
 
 #: The longest modules (tens of minutes at the smoke scale on 2 cores), started first.

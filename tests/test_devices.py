@@ -19,7 +19,7 @@ import torch
 from soften import devices
 from soften.errors import SoftenError
 
-from _paper_smoke import warm_env, warm_python  # noqa: F401 (a fixture)
+from _warm_python import warm_env
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from _dag import dry_run_jobs, dvc_command, dvc_status_stages, snakemake
-from _paper_smoke import serve_warm, warm_env
+from _warm_python import serve_warm, warm_env
 from conftest import write_config
 
 SRC = "src/soften/"

@@ -7,7 +7,7 @@ import pytest
 
 from soften.pipeline.config import SMOKE
 
-from _paper_smoke import archives, check_tables_and_figures, eval_records, run_smoke, warm_python  # noqa: F401 (fixtures)
+from _paper_smoke import archives, check_tables_and_figures, eval_records, run_smoke  # noqa: F401 (archives: a fixture)
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from _eval_fixtures import shared_npz_or_skip
-from _paper_smoke import REPO, warm_env, warm_python  # noqa: F401 (a fixture)
+from _paper_smoke import REPO
+from _warm_python import warm_env
 
 pytestmark = pytest.mark.slow
 

@@ -5,11 +5,10 @@ environment; anything other than ``-m soften`` goes to the real interpreter."""
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import pytest
 
-from _paper_smoke import warm_env, warm_python  # noqa: F401 (a fixture)
+from _warm_python import warm_env
 
 pytestmark = pytest.mark.slow
 
