@@ -58,8 +58,11 @@ def run_smoke(config: str, archives: dict, work: Path, env: dict, warm: dict | N
     paper = yaml.safe_load((REPO / "config" / config).read_text())
     overlay = work / "archives.yaml"
     overlay.write_text(yaml.safe_dump({"datasets": {d: {"options": archives[d]} for d in paper["datasets"]}}))
+    # --scheduler greedy: the default ILP scheduler stats every ready job's inputs each round
+    # (656k stat calls for SGLR's 156 jobs); greedy runs the same jobs, SGLR's smoke 69.6 -> 56.4 s.
     cmd = [sys.executable, "-m", "snakemake", "all", "-s", str(REPO / "workflow" / "Snakefile"), "--directory", str(work),
-           "--cores", "2", "--configfile", str(REPO / "config" / config), str(overlay), "--config", "scale=smoke"]
+           "--cores", "2", "--scheduler", "greedy", "--configfile", str(REPO / "config" / config), str(overlay),
+           "--config", "scale=smoke"]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=3000)
 
 
