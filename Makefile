@@ -15,9 +15,9 @@ CORES  ?= all
 .PHONY: setup demo demo-full test test-fast test-slurm lint bench bench-gpu gpu-check clean dvc.yaml dvc.lock
 
 # pip byte-compiles the ~15,000 installed .py files one at a time (an install here: 2 m 52 s
-# with it, 1 m 39 s without); compileall
-# does it on every core. A few files some packages ship for newer Pythons (e.g. torch's
-# py312_intrinsics.py) do not compile, as pip ignores too: hence the `|| true`.
+# with it, 1 m 39 s without); compileall does it on every core. A few files some packages
+# ship for newer Pythons (e.g. torch's py312_intrinsics.py) do not compile, as pip ignores
+# too: hence the `|| true`.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-compile -e '.[dev]'
