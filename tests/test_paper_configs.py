@@ -137,10 +137,16 @@ def dry_run(config: str) -> str:
     return proc.stdout
 
 
+@functools.lru_cache(maxsize=None)
+def planned(config: str) -> tuple[list[DryJob], dict[str, DryJob]]:
+    """:func:`dry_run`'s jobs, parsed once, and the job making each output file."""
+    jobs = dry_run_jobs(dry_run(config))
+    return jobs, {path: job for job in jobs for path in job.output}
+
+
 def target_jobs(config: str, target: str) -> list[DryJob]:
     """The jobs ``snakemake TARGET`` plans: the target rule's job and every job it needs."""
-    jobs = dry_run_jobs(dry_run(config))
-    maker = {path: job for job in jobs for path in job.output}
+    jobs, maker = planned(config)
     todo, seen = [next(j for j in jobs if j.rule == target)], {}
     while todo:
         job = todo.pop()
