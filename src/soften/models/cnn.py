@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from torch import nn
 
-from soften.models.resnet import scaled
-
 
 class SmallCNN(nn.Module):
     """A small CNN for 8x8 digits and quick CPU experiments (any input size).
@@ -17,7 +15,9 @@ class SmallCNN(nn.Module):
 
     def __init__(self, num_classes: int = 10, in_channels: int = 1, width: int = 16, width_factor: float = 1.0):
         super().__init__()
-        width = scaled(width, width_factor)  # width_factor: the smoke scale's cut (models.resnet)
+        # width_factor: the smoke scale's cut, as models.resnet.scaled (not imported: this module's
+        # source must stand alone in a RobustBench export, soften.tools.robustbench)
+        width = max(1, round(width * width_factor))
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, width, 3, padding=1, bias=False),
             nn.BatchNorm2d(width),
